@@ -1,0 +1,36 @@
+"""Test session setup: a throwaway nbdeploy home (ledger, logs, BentoML store) and no server left running."""
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HOME = Path(tempfile.mkdtemp(prefix="nbdeploy-tests-"))
+os.environ["NBDEPLOY_HOME"] = str(HOME)
+os.environ["BENTOML_HOME"] = str(HOME / "bentoml")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ.pop("NBDEPLOY_API_KEY", None)
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_everything_at_the_end():
+    "Stop every version still serving in the test ledger, by the PID or id the ledger recorded."
+    yield
+    import nbdeploy as nd
+    from nbdeploy import ledger
+    for row in ledger.rows():
+        if row["status"] in ("serving", "starting"):
+            try: nd.Deployment(row["name"], row["version"]).stop()
+            except Exception as e: print(f"could not stop {row['name']} v{row['version']}: {e}")
+
+
+@pytest.fixture(scope="session")
+def home():
+    "The nbdeploy home the tests run in."
+    return HOME
+
+
+# Container tests: a real Docker engine, the base image and a shared iris image (tests/docker_fixtures.py).
+pytest_plugins = ["tests.docker_fixtures"]
