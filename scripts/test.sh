@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, start the services it uses, and run it all.
+# The README's second command; .ci/run calls it. Stops what it started (by recorded PID) on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DOCKER_BUILDKIT=0 BENTOML_DO_NOT_TRACK=true PIP_DISABLE_PIP_VERSION_CHECK=1
+
+echo "== installing nbdeploy with its dev extra"
+python -m pip install -q -e ".[dev]"
+
+echo "== nbdev: nbdeploy/ must equal a fresh export of nbs/, and nbs/ must carry no outputs"
+nbdev_export
+if [ -n "$(git status --porcelain --untracked-files=all -- nbdeploy)" ]; then
+  git status --short -- nbdeploy; git diff --stat -- nbdeploy
+  echo "nbdev_export changed nbdeploy/: run nbdev_export and commit nbs/ and nbdeploy/ together"; exit 1
+fi
+nbdev_clean
+if [ -n "$(git status --porcelain -- nbs)" ]; then
+  git status --short -- nbs; echo "nbs/ carries outputs or unclean metadata: run nbdev_clean and commit"; exit 1
+fi
+
+echo "== the notebooks' own test cells"
+nbdev_test --n_workers 2
+
+echo "== a Docker engine for the container tests"
+dockerd_dir=$(mktemp -d /tmp/nbdeploy-dockerd.XXXX)
+export NBDEPLOY_DOCKERD_DIR="$dockerd_dir"
+trap 'bash scripts/docker-engine.sh stop || true' EXIT
+bash scripts/docker-engine.sh start || echo "no Docker engine could be started: the container tests will skip and say why"
+
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider --timeout 900 tests "$@"
