@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['HEADLINE', 'json_safe', 'verdict_of', 'Report', 'check']
 
-# %% ../nbs/15_check.ipynb #23c7127e
+# %% ../nbs/15_check.ipynb #27f9a1c8
 import dataclasses
 import datetime as dt
 import html
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from .check_explain import shap_explain, importance, shap_plot, lime_explain, pi
 from .check_fairness import fairness, fairness_plot
 from .check_robust import (noise_stability, missing_robustness, unseen_categories, data_checks, latency, model_size_mb, package_versions)
 
-# %% ../nbs/15_check.ipynb #a3337515
+# %% ../nbs/15_check.ipynb #26fd6f2f
 def json_safe(o):
     "`o` with numpy, pandas and non-finite values turned into plain JSON types."
     if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
@@ -38,14 +39,14 @@ def json_safe(o):
     if isinstance(o, (pd.Timestamp, dt.datetime, dt.date)): return o.isoformat()
     return str(o)
 
-# %% ../nbs/15_check.ipynb #87e2320c
+# %% ../nbs/15_check.ipynb #3871cd53
 def verdict_of(gates:list) -> tuple:
     "(verdict, reasons) from a list of gates: the worst status, and the messages of failing then warning gates."
     fails = [g["message"] for g in gates if g["status"] == "fail"]
     warns = [g["message"] for g in gates if g["status"] == "warn"]
     return ("fail" if fails else "warn" if warns else "pass"), fails + warns
 
-# %% ../nbs/15_check.ipynb #837c5cd7
+# %% ../nbs/15_check.ipynb #d43c4f76
 @dataclasses.dataclass
 class Report:
     "The readiness report of one model: verdict, reasons and every section of the check."
@@ -72,7 +73,7 @@ class Report:
 
     def __repr__(self): return f"Report(verdict={self.verdict!r}, task={self.task!r}, reasons={self.reasons!r})"
 
-# %% ../nbs/15_check.ipynb #d0f07bbe
+# %% ../nbs/15_check.ipynb #e93069d7
 def _to_dict(self, plots:bool=True) -> dict:
     "The report as JSON-safe data (without `artifacts`)."
     d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "artifacts"}
@@ -98,7 +99,7 @@ def _load(cls, path) -> "Report":
 Report.to_dict, Report.to_json = _to_dict, _to_json
 Report.from_dict, Report.load = classmethod(_from_dict), classmethod(_load)
 
-# %% ../nbs/15_check.ipynb #4e425e8d
+# %% ../nbs/15_check.ipynb #cb85be85
 HEADLINE = {"binary": ["roc_auc", "accuracy", "f1", "balanced_accuracy"], "multiclass": ["accuracy", "balanced_accuracy", "f1", "log_loss"],
             "regression": ["r2", "rmse", "mae"]}
 
@@ -112,7 +113,7 @@ def _summary(self) -> dict:
                           fairness=fair, created=self.info.get("created"), model=self.info.get("model")))
 Report.summary = _summary
 
-# %% ../nbs/15_check.ipynb #d4184604
+# %% ../nbs/15_check.ipynb #0ff3fe60
 _COLORS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}
 
 def _fmt(v) -> str:
@@ -132,7 +133,7 @@ def _img(b64:str|None, alt:str) -> str:
     "An embedded PNG."
     return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='data:image/png;base64,{b64}'/>" if b64 else ""
 
-# %% ../nbs/15_check.ipynb #fe589720
+# %% ../nbs/15_check.ipynb #985df348
 def _metric_rows(self) -> list:
     "Rows of model, baseline and train metrics."
     return [dict(metric=k, model=v, baseline=self.baseline.get(k), train=self.train_metrics.get(k)) for k, v in self.metrics.items()]
@@ -175,7 +176,7 @@ def _to_html(self, path=None, # write here too, if given
 Report.to_html = _to_html
 Report._repr_html_ = lambda self: self.to_html()
 
-# %% ../nbs/15_check.ipynb #700b8453
+# %% ../nbs/15_check.ipynb #793f9230
 def _md_table(rows:list, cols:list) -> str:
     "A markdown table."
     if not rows: return "_none_\n"
@@ -211,7 +212,7 @@ def _model_card(self) -> str:
 
 Report.model_card = _model_card
 
-# %% ../nbs/15_check.ipynb #ff876e1e
+# %% ../nbs/15_check.ipynb #92f37b6c
 def _save(self, path, # .json, .html or .md
          ) -> Path:
     "Write the report as JSON, HTML or a markdown model card, by the file's suffix."
@@ -225,7 +226,7 @@ def _save(self, path, # .json, .html or .md
 
 Report.save = _save
 
-# %% ../nbs/15_check.ipynb #6b5e29f9
+# %% ../nbs/15_check.ipynb #6338d443
 def _sample(X:pd.DataFrame, n:int, seed:int) -> pd.DataFrame:
     "At most `n` rows of X, sampled reproducibly, in their original order."
     return X if len(X) <= n else X.sample(n, random_state=seed).sort_index()
@@ -238,7 +239,7 @@ def _calibration_plot(cal:dict) -> str:
     ax.set_title(f"calibration (ECE {cal['ece']:.3f})", fontsize=9)
     return fig_to_b64(fig)
 
-# %% ../nbs/15_check.ipynb #2c768546
+# %% ../nbs/15_check.ipynb #df3bcade
 def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     "Validated inputs: frames, targets, task, sensitive attributes, model inputs."
     check_model(model)
@@ -255,7 +256,7 @@ def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     task = detect_task(model, y)
     return dict(X=model_inputs(model, X), y=y, S=S, Xtr=Xtr, ytr=ytr, task=task)
 
-# %% ../nbs/15_check.ipynb #d77125b8
+# %% ../nbs/15_check.ipynb #94a91a83
 def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     "Metrics, baseline, train/test gap and calibration, with their gates."
     X, y, task = d["X"], d["y"], d["task"]
@@ -287,7 +288,7 @@ def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
         r.plots["calibration"] = _calibration_plot(r.calibration)
     return pred, proba
 
-# %% ../nbs/15_check.ipynb #d9ec024b
+# %% ../nbs/15_check.ipynb #9076c74c
 def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, background:int, lime_rows, seed:int, progress:bool):
     "SHAP importance and plot, LIME for chosen rows; failures become notes."
     X, task = d["X"], d["task"]
@@ -311,7 +312,7 @@ def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, bac
         except InputError: raise
         except Exception as e: r.notes.append(f"LIME could not explain this model ({type(e).__name__}: {str(e)[:200]})")
 
-# %% ../nbs/15_check.ipynb #c3af6f15
+# %% ../nbs/15_check.ipynb #d1070ca2
 def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
     "Noise, missing-value and unseen-category probes, and the data checks, with their gates."
     X, task = d["X"], d["task"]
@@ -343,7 +344,7 @@ def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
             r.gates.append(g)
     if r.data["constant"]: r.notes.append(f"constant columns: {r.data['constant'][:10]}")
 
-# %% ../nbs/15_check.ipynb #ef693a24
+# %% ../nbs/15_check.ipynb #a881842b
 def _ops_section(r:Report, model, d:dict, th:dict):
     "Latency, size and versions, with their gates."
     r.operational = dict(latency=latency(model, d["X"]), size_mb=model_size_mb(model), versions=package_versions(model))
@@ -353,7 +354,7 @@ def _ops_section(r:Report, model, d:dict, th:dict):
     if r.operational["versions"]["custom_classes"]:
         r.notes.append(f"classes defined in the notebook ({r.operational['versions']['custom_classes'][:3]}) must be importable where the model is served")
 
-# %% ../nbs/15_check.ipynb #15d07c4a
+# %% ../nbs/15_check.ipynb #5c825039
 def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba` unlocks probability metrics)
           X_test, # test features: DataFrame or 2-D array
           y_test, # test target
@@ -371,6 +372,16 @@ def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba
           random_state:int=0, # seed of every sample
          ) -> Report:
     "Assess a fitted model on test data and return a `Report` with a pass/warn/fail verdict."
+    with warnings.catch_warnings():
+        # a model fitted on a bare array is called with a frame named f0..fn: same data, no need to warn each call
+        warnings.filterwarnings("ignore", message="X has feature names, but")
+        return _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows, shap_rows,
+                      background, max_rows, name, progress, random_state)
+
+# %% ../nbs/15_check.ipynb #10fca528
+def _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows, shap_rows,
+           background, max_rows, name, progress, random_state) -> Report:
+    "The body of `check`."
     t0, timings = time.perf_counter(), {}
     d = _prepare(model, X_test, y_test, X_train, y_train, sensitive)
     th, task = merge_thresholds(thresholds), d["task"]
