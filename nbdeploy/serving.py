@@ -6,7 +6,7 @@
 __all__ = ['Finite', 'OPEN_PATHS', 'column_type', 'row_model', 'rows_to_frame', 'sha256_of', 'load_verified', 'presented_key',
            'Gate', 'as_json', 'score', 'make_service']
 
-# %% ../nbs/03_serving.ipynb #26b0959d
+# %% ../nbs/03_serving.ipynb #1297beb7
 import hashlib
 import hmac
 import os
@@ -19,7 +19,7 @@ from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.responses import JSONResponse
 
-# %% ../nbs/03_serving.ipynb #12118707
+# %% ../nbs/03_serving.ipynb #26d00621
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 _kinds = {"number": Finite, "integer": int, "boolean": bool, "string": str, "category": str}
 
@@ -30,14 +30,14 @@ def column_type(col: dict # one column of a schema: name, kind, categories, clos
     if col["kind"] == "category" and col.get("closed"): t = Literal[tuple(col["categories"])]
     return Optional[t] if col.get("nullable") else t
 
-# %% ../nbs/03_serving.ipynb #9ec633ba
+# %% ../nbs/03_serving.ipynb #c66f24ae
 def row_model(schema: dict # the Bento's input schema, from `nbdeploy.schema.infer_schema`
              ) -> type[BaseModel]:
     "A pydantic model for one input row: every column required, nothing extra allowed."
     fields = {f"c{i}": (column_type(c), Field(alias=c["name"])) for i, c in enumerate(schema["columns"])}
     return create_model("Row", __config__=ConfigDict(extra="forbid", populate_by_name=False), **fields)
 
-# %% ../nbs/03_serving.ipynb #3a545913
+# %% ../nbs/03_serving.ipynb #a5ebbd0d
 def rows_to_frame(rows: list, # validated `Row` instances
                   schema: dict, # the input schema
                  ) -> pd.DataFrame | np.ndarray:
@@ -45,14 +45,11 @@ def rows_to_frame(rows: list, # validated `Row` instances
     cols = schema["columns"]
     values = {c["name"]: [getattr(r, f"c{i}") for r in rows] for i, c in enumerate(cols)}
     if not schema.get("frame"): return np.array(list(values.values()), dtype=float).T
-    df = pd.DataFrame(values)
-    for c in cols:
-        if c.get("dtype") == "category": df[c["name"]] = pd.Categorical(df[c["name"]], categories=c["categories"])
-        elif c.get("dtype") and not (c.get("nullable") and c["kind"] in ("integer", "boolean")):
-            df[c["name"]] = df[c["name"]].astype(c["dtype"])
-    return df
+    for c in cols:  # numbers, integers and booleans already get their dtypes from the JSON values
+        if c.get("dtype") == "category": values[c["name"]] = pd.Categorical(values[c["name"]], categories=c["categories"])
+    return pd.DataFrame(values)
 
-# %% ../nbs/03_serving.ipynb #cc6dc1fd
+# %% ../nbs/03_serving.ipynb #958abc28
 def sha256_of(path: str) -> str:
     "Hex SHA-256 of a file."
     h = hashlib.sha256()
@@ -60,7 +57,7 @@ def sha256_of(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
 
-# %% ../nbs/03_serving.ipynb #785d0192
+# %% ../nbs/03_serving.ipynb #711d4b33
 def load_verified(ref) -> Any:
     "Load the model stored in a BentoML model `ref`, after checking its file against the recorded hash."
     meta = ref.info.metadata
@@ -72,7 +69,7 @@ def load_verified(ref) -> Any:
     import joblib
     return joblib.load(path)
 
-# %% ../nbs/03_serving.ipynb #61ea17c8
+# %% ../nbs/03_serving.ipynb #0ae998ad
 OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
 
 def presented_key(headers: list) -> str:
@@ -81,7 +78,7 @@ def presented_key(headers: list) -> str:
     auth = h.get("authorization", "")
     return auth[7:] if auth.lower().startswith("bearer ") else h.get("x-api-key", "")
 
-# %% ../nbs/03_serving.ipynb #891026a2
+# %% ../nbs/03_serving.ipynb #27a8f13d
 class Gate:
     "ASGI middleware: API-key check on every route but the health probes, and `GET /metadata`."
     def __init__(self, app, metadata: dict):
@@ -103,18 +100,18 @@ class Gate:
         dep = {k: os.environ[f"NBDEPLOY_DEPLOYMENT_{k.upper()}"] for k in ("name", "version") if f"NBDEPLOY_DEPLOYMENT_{k.upper()}" in os.environ}
         return {**self.metadata, "deployment": dep or None}
 
-# %% ../nbs/03_serving.ipynb #c255bbad
+# %% ../nbs/03_serving.ipynb #189cef7f
 def as_json(a) -> list:
     "A prediction array as plain JSON values."
     return np.asarray(a).tolist()
 
-# %% ../nbs/03_serving.ipynb #54b73670
+# %% ../nbs/03_serving.ipynb #83cd7ff3
 def score(fn, X):
     "Call a model method, turning a data error into a 400 that says what the model objected to."
     try: return fn(X)
     except (ValueError, TypeError, KeyError, IndexError) as e: raise InvalidArgument(f"the model could not score these rows: {e}") from e
 
-# %% ../nbs/03_serving.ipynb #e58b544f
+# %% ../nbs/03_serving.ipynb #8e0f5c02
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
                 ) -> type:
