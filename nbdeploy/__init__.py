@@ -6,8 +6,9 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/20_api.ipynb #29413cf9
+# %% ../nbs/20_api.ipynb #9e15fc3b
 from . import config as config
 from .errors import CheckFailed, DeployError, InputError, NbdeployError, NotFoundError, PackagingError
+from .check import Report, check
 from .package import package, load_model
 from .deploy import Deployment, deploy, deployment, deployments, register_target, rollback, stop

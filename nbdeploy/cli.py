@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['quickstart', 'parser', 'main']
 
-# %% ../nbs/21_cli.ipynb #5ecad7a0
+# %% ../nbs/21_cli.ipynb #242ed195
 import argparse
 import sys
 
@@ -13,7 +13,7 @@ import requests
 
 import nbdeploy as nd
 
-# %% ../nbs/21_cli.ipynb #0048649c
+# %% ../nbs/21_cli.ipynb #cf357436
 def quickstart(name: str = "quickstart", # deployment name
                keep: bool = True, # leave the server running after printing the prediction
               ) -> nd.Deployment:
@@ -27,12 +27,12 @@ def quickstart(name: str = "quickstart", # deployment name
     dep = nd.deploy(model, name=name, sample=X_train, X_test=X_test, y_test=y_test, ephemeral=not keep)
     row = X_test.head(1).to_dict(orient="records")
     answer = requests.post(f"{dep.url}/predict", json={"inputs": row}, timeout=30).json()
-    print(f"nbdeploy: {name} v{dep.version} is serving at {dep.url}")
+    print(f"nbdeploy: {name} v{dep.version} is serving at {dep.url} (readiness: {dep.row['verdict']})")
     print(f"POST {dep.url}/predict -> {answer}")
     if keep: print(f"Stop it with: nbdeploy stop {name}")
     return dep
 
-# %% ../nbs/21_cli.ipynb #9589bc84
+# %% ../nbs/21_cli.ipynb #d577c970
 def parser() -> argparse.ArgumentParser:
     "The `nbdeploy` command's argument parser."
     p = argparse.ArgumentParser(prog="nbdeploy", description="Check, package, deploy and watch models from notebooks.")
@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_parser(cmd, help=f"{cmd} a deployment").add_argument("name")
     return p
 
-# %% ../nbs/21_cli.ipynb #6a4d453d
+# %% ../nbs/21_cli.ipynb #d71cebf2
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `nbdeploy` console command."
     argv = sys.argv[1:] if argv is None else argv
