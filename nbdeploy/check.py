@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['HEADLINE', 'json_safe', 'verdict_of', 'Report', 'check']
 
-# %% ../nbs/15_check.ipynb #27f9a1c8
+# %% ../nbs/15_check.ipynb #7cc2092e
 import dataclasses
 import datetime as dt
 import html
@@ -27,7 +27,7 @@ from .check_explain import shap_explain, importance, shap_plot, lime_explain, pi
 from .check_fairness import fairness, fairness_plot
 from .check_robust import (noise_stability, missing_robustness, unseen_categories, data_checks, latency, model_size_mb, package_versions)
 
-# %% ../nbs/15_check.ipynb #26fd6f2f
+# %% ../nbs/15_check.ipynb #02657a7d
 def json_safe(o):
     "`o` with numpy, pandas and non-finite values turned into plain JSON types."
     if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
@@ -39,14 +39,14 @@ def json_safe(o):
     if isinstance(o, (pd.Timestamp, dt.datetime, dt.date)): return o.isoformat()
     return str(o)
 
-# %% ../nbs/15_check.ipynb #3871cd53
+# %% ../nbs/15_check.ipynb #a3e2773e
 def verdict_of(gates:list) -> tuple:
     "(verdict, reasons) from a list of gates: the worst status, and the messages of failing then warning gates."
     fails = [g["message"] for g in gates if g["status"] == "fail"]
     warns = [g["message"] for g in gates if g["status"] == "warn"]
     return ("fail" if fails else "warn" if warns else "pass"), fails + warns
 
-# %% ../nbs/15_check.ipynb #d43c4f76
+# %% ../nbs/15_check.ipynb #c78cc515
 @dataclasses.dataclass
 class Report:
     "The readiness report of one model: verdict, reasons and every section of the check."
@@ -73,7 +73,7 @@ class Report:
 
     def __repr__(self): return f"Report(verdict={self.verdict!r}, task={self.task!r}, reasons={self.reasons!r})"
 
-# %% ../nbs/15_check.ipynb #e93069d7
+# %% ../nbs/15_check.ipynb #b096bb50
 def _to_dict(self, plots:bool=True) -> dict:
     "The report as JSON-safe data (without `artifacts`)."
     d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "artifacts"}
@@ -99,7 +99,7 @@ def _load(cls, path) -> "Report":
 Report.to_dict, Report.to_json = _to_dict, _to_json
 Report.from_dict, Report.load = classmethod(_from_dict), classmethod(_load)
 
-# %% ../nbs/15_check.ipynb #cb85be85
+# %% ../nbs/15_check.ipynb #621d9c2a
 HEADLINE = {"binary": ["roc_auc", "accuracy", "f1", "balanced_accuracy"], "multiclass": ["accuracy", "balanced_accuracy", "f1", "log_loss"],
             "regression": ["r2", "rmse", "mae"]}
 
@@ -113,7 +113,7 @@ def _summary(self) -> dict:
                           fairness=fair, created=self.info.get("created"), model=self.info.get("model")))
 Report.summary = _summary
 
-# %% ../nbs/15_check.ipynb #0ff3fe60
+# %% ../nbs/15_check.ipynb #a3f0f88a
 _COLORS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}
 
 def _fmt(v) -> str:
@@ -133,7 +133,7 @@ def _img(b64:str|None, alt:str) -> str:
     "An embedded PNG."
     return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='data:image/png;base64,{b64}'/>" if b64 else ""
 
-# %% ../nbs/15_check.ipynb #985df348
+# %% ../nbs/15_check.ipynb #967d59d3
 def _metric_rows(self) -> list:
     "Rows of model, baseline and train metrics."
     return [dict(metric=k, model=v, baseline=self.baseline.get(k), train=self.train_metrics.get(k)) for k, v in self.metrics.items()]
@@ -176,7 +176,7 @@ def _to_html(self, path=None, # write here too, if given
 Report.to_html = _to_html
 Report._repr_html_ = lambda self: self.to_html()
 
-# %% ../nbs/15_check.ipynb #793f9230
+# %% ../nbs/15_check.ipynb #39e2f42e
 def _md_table(rows:list, cols:list) -> str:
     "A markdown table."
     if not rows: return "_none_\n"
@@ -212,7 +212,7 @@ def _model_card(self) -> str:
 
 Report.model_card = _model_card
 
-# %% ../nbs/15_check.ipynb #92f37b6c
+# %% ../nbs/15_check.ipynb #7e7b12ce
 def _save(self, path, # .json, .html or .md
          ) -> Path:
     "Write the report as JSON, HTML or a markdown model card, by the file's suffix."
@@ -226,7 +226,7 @@ def _save(self, path, # .json, .html or .md
 
 Report.save = _save
 
-# %% ../nbs/15_check.ipynb #6338d443
+# %% ../nbs/15_check.ipynb #9796b52a
 def _sample(X:pd.DataFrame, n:int, seed:int) -> pd.DataFrame:
     "At most `n` rows of X, sampled reproducibly, in their original order."
     return X if len(X) <= n else X.sample(n, random_state=seed).sort_index()
@@ -239,7 +239,7 @@ def _calibration_plot(cal:dict) -> str:
     ax.set_title(f"calibration (ECE {cal['ece']:.3f})", fontsize=9)
     return fig_to_b64(fig)
 
-# %% ../nbs/15_check.ipynb #df3bcade
+# %% ../nbs/15_check.ipynb #55d54b94
 def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     "Validated inputs: frames, targets, task, sensitive attributes, model inputs."
     check_model(model)
@@ -256,7 +256,7 @@ def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     task = detect_task(model, y)
     return dict(X=model_inputs(model, X), y=y, S=S, Xtr=Xtr, ytr=ytr, task=task)
 
-# %% ../nbs/15_check.ipynb #94a91a83
+# %% ../nbs/15_check.ipynb #60f64513
 def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     "Metrics, baseline, train/test gap and calibration, with their gates."
     X, y, task = d["X"], d["y"], d["task"]
@@ -288,7 +288,7 @@ def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
         r.plots["calibration"] = _calibration_plot(r.calibration)
     return pred, proba
 
-# %% ../nbs/15_check.ipynb #9076c74c
+# %% ../nbs/15_check.ipynb #04227ee6
 def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, background:int, lime_rows, seed:int, progress:bool):
     "SHAP importance and plot, LIME for chosen rows; failures become notes."
     X, task = d["X"], d["task"]
@@ -298,9 +298,10 @@ def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, bac
             rows = _sample(X, shap_rows, seed)
             sv = shap_explain(model, bg, rows.reset_index(drop=True), task, classes, background=background, progress=progress)
             r.artifacts["shap"] = sv
-            r.explanations["shap"] = dict(explainer=sv["explainer"], output=sv["output"], rows=len(rows), importance=importance(sv, task))
+            n = len(sv["rows"])
+            r.explanations["shap"] = dict(explainer=sv["explainer"], output=sv["output"], rows=n, importance=importance(sv, task))
             r.plots["shap_summary"] = shap_plot(sv, task)
-            if len(rows) < len(X): r.notes.append(f"SHAP values on {len(rows)} of {len(X)} test rows ({sv['explainer']} explainer)")
+            if n < len(X): r.notes.append(f"SHAP values on {n} of {len(X)} test rows ({sv['explainer']} explainer)")
         except Exception as e: r.notes.append(f"SHAP could not explain this model ({type(e).__name__}: {str(e)[:200]})")
     if lime_rows:
         try:
@@ -312,7 +313,7 @@ def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, bac
         except InputError: raise
         except Exception as e: r.notes.append(f"LIME could not explain this model ({type(e).__name__}: {str(e)[:200]})")
 
-# %% ../nbs/15_check.ipynb #d1070ca2
+# %% ../nbs/15_check.ipynb #86cfdec2
 def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
     "Noise, missing-value and unseen-category probes, and the data checks, with their gates."
     X, task = d["X"], d["task"]
@@ -344,7 +345,7 @@ def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
             r.gates.append(g)
     if r.data["constant"]: r.notes.append(f"constant columns: {r.data['constant'][:10]}")
 
-# %% ../nbs/15_check.ipynb #a881842b
+# %% ../nbs/15_check.ipynb #f0771322
 def _ops_section(r:Report, model, d:dict, th:dict):
     "Latency, size and versions, with their gates."
     r.operational = dict(latency=latency(model, d["X"]), size_mb=model_size_mb(model), versions=package_versions(model))
@@ -354,7 +355,7 @@ def _ops_section(r:Report, model, d:dict, th:dict):
     if r.operational["versions"]["custom_classes"]:
         r.notes.append(f"classes defined in the notebook ({r.operational['versions']['custom_classes'][:3]}) must be importable where the model is served")
 
-# %% ../nbs/15_check.ipynb #5c825039
+# %% ../nbs/15_check.ipynb #82226737
 def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba` unlocks probability metrics)
           X_test, # test features: DataFrame or 2-D array
           y_test, # test target
@@ -364,7 +365,7 @@ def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba
           thresholds:dict|None=None, # overrides of `DEFAULT_THRESHOLDS`: {name: fail level | {"warn":..,"fail":..} | None}
           intended_use:str|None=None, # what the model is for, for the model card
           lime_rows:int|list=3, # number of rows to explain with LIME, or their positions in X_test
-          shap_rows:int=200, # test rows explained with SHAP (0 to skip)
+          shap_rows:int=200, # test rows explained with SHAP (0 to skip; at most 100 with the model-agnostic explainer)
           background:int=30, # background rows for model-agnostic explainers
           max_rows:int=2000, # rows used by the robustness probes
           name:str|None=None, # the model's name, for the card
@@ -378,7 +379,7 @@ def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba
         return _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows, shap_rows,
                       background, max_rows, name, progress, random_state)
 
-# %% ../nbs/15_check.ipynb #10fca528
+# %% ../nbs/15_check.ipynb #5a241fd1
 def _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows, shap_rows,
            background, max_rows, name, progress, random_state) -> Report:
     "The body of `check`."

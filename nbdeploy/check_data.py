@@ -6,13 +6,13 @@
 __all__ = ['to_frame', 'to_target', 'check_model', 'is_classifier_like', 'detect_task', 'same_length', 'resolve_sensitive',
            'model_inputs', 'positive_class']
 
-# %% ../nbs/10_check_data.ipynb #87d36059
+# %% ../nbs/10_check_data.ipynb #69355abf
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier, is_regressor
 from .errors import InputError
 
-# %% ../nbs/10_check_data.ipynb #aec2f7c2
+# %% ../nbs/10_check_data.ipynb #414ce92c
 def to_frame(X, # features: DataFrame, array or list of rows
              name:str="X_test", # argument name, for error messages
             ) -> pd.DataFrame:
@@ -24,7 +24,7 @@ def to_frame(X, # features: DataFrame, array or list of rows
     if a.ndim != 2: raise InputError(f"{name} must be 2-D (rows x features), got shape {a.shape}; reshape it or pass a DataFrame.")
     return pd.DataFrame(a, columns=[f"f{i}" for i in range(a.shape[1])])
 
-# %% ../nbs/10_check_data.ipynb #0aae1e7d
+# %% ../nbs/10_check_data.ipynb #f2de54dc
 def to_target(y, # target values: Series, array or list
               name:str="y_test", # argument name, for error messages
              ) -> pd.Series:
@@ -37,20 +37,22 @@ def to_target(y, # target values: Series, array or list
     if n: raise InputError(f"{name} has {n} missing value(s); drop those rows (from X too) or fill them before checking.")
     return s.reset_index(drop=True)
 
-# %% ../nbs/10_check_data.ipynb #db48c04c
+# %% ../nbs/10_check_data.ipynb #70fc6223
 def check_model(model) -> None:
     "Refuse an object that cannot predict."
     if not callable(getattr(model, "predict", None)):
         raise InputError(f"{type(model).__name__} has no predict method; pass a fitted estimator (e.g. a scikit-learn model or Pipeline).")
 
-# %% ../nbs/10_check_data.ipynb #09d2b5e5
+# %% ../nbs/10_check_data.ipynb #430e01dd
 def is_classifier_like(model, y:pd.Series) -> bool:
     "Whether `model` classifies, from its type, its `classes_`, or a non-numeric target."
-    if is_classifier(model): return True
-    if is_regressor(model): return False
+    try:  # scikit-learn >= 1.6 raises for objects that are not estimators
+        if is_classifier(model): return True
+        if is_regressor(model): return False
+    except (AttributeError, TypeError): pass
     return hasattr(model, "classes_") or hasattr(model, "predict_proba") or not pd.api.types.is_numeric_dtype(y)
 
-# %% ../nbs/10_check_data.ipynb #c2df90cb
+# %% ../nbs/10_check_data.ipynb #2e3e0ed6
 def detect_task(model, # fitted estimator
                 y:pd.Series, # target
                ) -> str:
@@ -62,13 +64,13 @@ def detect_task(model, # fitted estimator
         raise InputError(f"the target has one class ({y.iloc[0]!r}); a classifier cannot be assessed on it. Use a test set with every class.")
     return "binary" if n == 2 else "multiclass"
 
-# %% ../nbs/10_check_data.ipynb #3e35b739
+# %% ../nbs/10_check_data.ipynb #2220f00c
 def same_length(a, b, an:str, bn:str) -> None:
     "Refuse `a` and `b` of different lengths."
     if len(a) != len(b):
         raise InputError(f"{an} has {len(a)} rows but {bn} has {len(b)}; they must describe the same rows, in the same order.")
 
-# %% ../nbs/10_check_data.ipynb #2b0d1975
+# %% ../nbs/10_check_data.ipynb #ba113108
 def resolve_sensitive(sensitive, # column name(s) of X, Series, array, DataFrame, or None
                       X:pd.DataFrame, # the test features
                      ) -> pd.DataFrame|None:
@@ -88,7 +90,7 @@ def resolve_sensitive(sensitive, # column name(s) of X, Series, array, DataFrame
         raise InputError(f"sensitive has {len(df)} rows but X_test has {len(X)}; pass one value per test row (or column names of X_test).")
     return df.reset_index(drop=True).astype(object).where(df.notna().values, "missing")
 
-# %% ../nbs/10_check_data.ipynb #09608694
+# %% ../nbs/10_check_data.ipynb #22476c66
 def model_inputs(model, X:pd.DataFrame, name:str="X_test") -> pd.DataFrame:
     "The columns of `X` the model was fitted on, in its order."
     cols = getattr(model, "feature_names_in_", None)
@@ -97,7 +99,7 @@ def model_inputs(model, X:pd.DataFrame, name:str="X_test") -> pd.DataFrame:
     if missing: raise InputError(f"{name} lacks column(s) {missing[:5]} the model was fitted on; pass the same columns as in training.")
     return X[list(cols)].reset_index(drop=True)
 
-# %% ../nbs/10_check_data.ipynb #c5d2b2d7
+# %% ../nbs/10_check_data.ipynb #e383e381
 def positive_class(model, y:pd.Series):
     "The class treated as positive in a binary task: the model's second class."
     classes = getattr(model, "classes_", None)

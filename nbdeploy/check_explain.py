@@ -6,7 +6,7 @@
 __all__ = ['is_numeric', 'Codec', 'output_fn', 'column_groups', 'shap_explain', 'focus', 'importance', 'fig_to_b64', 'shap_plot',
            'pick_rows', 'lime_explain']
 
-# %% ../nbs/12_check_explain.ipynb #1b685031
+# %% ../nbs/12_check_explain.ipynb #86a15522
 import base64
 import io
 import warnings
@@ -21,12 +21,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-# %% ../nbs/12_check_explain.ipynb #907be263
+# %% ../nbs/12_check_explain.ipynb #f9795c9b
 def is_numeric(s:pd.Series) -> bool:
     "Whether a column holds numbers (booleans count as categories)."
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
-# %% ../nbs/12_check_explain.ipynb #0e1c465a
+# %% ../nbs/12_check_explain.ipynb #145eaa6a
 class Codec:
     "Encode a mixed-type frame as a float matrix (categories -> their index) and decode it back."
     def __init__(self, X:pd.DataFrame):
@@ -57,14 +57,14 @@ class Codec:
             else: cols[c] = pd.Series(a)
         return pd.DataFrame(cols)
 
-# %% ../nbs/12_check_explain.ipynb #8d7b7938
+# %% ../nbs/12_check_explain.ipynb #47cf8984
 def output_fn(model, task:str, classes:list):
     "A function of a raw frame returning what is explained: probabilities, indicators or predictions."
     if task == "regression": return lambda X: np.asarray(model.predict(X), dtype=float)
     if callable(getattr(model, "predict_proba", None)): return lambda X: np.asarray(model.predict_proba(X), dtype=float)
     return lambda X: np.stack([np.asarray(model.predict(X)) == c for c in classes], axis=1).astype(float)
 
-# %% ../nbs/12_check_explain.ipynb #606fc2f7
+# %% ../nbs/12_check_explain.ipynb #e6c22223
 def _ct_groups(ct:ColumnTransformer, columns:list) -> list|None:
     "For each output feature of a fitted ColumnTransformer, the input column it comes from."
     names_in = list(getattr(ct, "feature_names_in_", columns))
@@ -83,7 +83,7 @@ def _ct_groups(ct:ColumnTransformer, columns:list) -> list|None:
         out.update({sl.start + j: g for j, g in enumerate(groups)})
     return [out.get(j) for j in range(max(out) + 1)] if out else None
 
-# %% ../nbs/12_check_explain.ipynb #d581f6c6
+# %% ../nbs/12_check_explain.ipynb #79bfc8c2
 def column_groups(pre, # the fitted steps before the final estimator (a Pipeline), or None
                   columns:list, # the raw input columns
                   n_out:int, # number of features the final estimator sees
@@ -98,7 +98,7 @@ def column_groups(pre, # the fitted steps before the final estimator (a Pipeline
     for j, g in enumerate(groups): G[j, columns.index(g)] = 1.0
     return G
 
-# %% ../nbs/12_check_explain.ipynb #503bc972
+# %% ../nbs/12_check_explain.ipynb #8777ce6a
 def _split(model):
     "(preprocessing Pipeline or None, final estimator)."
     if isinstance(model, Pipeline) and len(model.steps) > 1: return model[:-1], model[-1]
@@ -109,7 +109,7 @@ def _dense(A) -> np.ndarray:
     if hasattr(A, "toarray"): A = A.toarray()
     return np.asarray(A, dtype=float)
 
-# %% ../nbs/12_check_explain.ipynb #6f3a516d
+# %% ../nbs/12_check_explain.ipynb #b8df0570
 def _fast_explainer(model, X_bg:pd.DataFrame, X_rows:pd.DataFrame):
     "(name, Explanation on encoded features, grouping matrix) from a tree/linear explainer, or None."
     pre, est = _split(model)
@@ -126,7 +126,7 @@ def _fast_explainer(model, X_bg:pd.DataFrame, X_rows:pd.DataFrame):
             except Exception: return None
     return None
 
-# %% ../nbs/12_check_explain.ipynb #2bca49f2
+# %% ../nbs/12_check_explain.ipynb #36835649
 def _permutation_explainer(f, codec:Codec, X_bg:pd.DataFrame, X_rows:pd.DataFrame, permutations:int=1, progress:bool=False):
     "A permutation explanation of `f` over the raw columns, coded as numbers."
     B, R = codec.encode(X_bg), codec.encode(X_rows)
@@ -139,13 +139,14 @@ def _permutation_explainer(f, codec:Codec, X_bg:pd.DataFrame, X_rows:pd.DataFram
         vals.append(e.values[0]); base.append(e.base_values[0])
     return np.array(vals), np.array(base)
 
-# %% ../nbs/12_check_explain.ipynb #72b805f4
+# %% ../nbs/12_check_explain.ipynb #926c652b
 def shap_explain(model, # fitted estimator or Pipeline
                  X_bg:pd.DataFrame, # background rows (e.g. training data), raw columns
                  X_rows:pd.DataFrame, # rows to explain, raw columns
                  task:str, # 'binary', 'multiclass' or 'regression'
                  classes:list|None=None, # class labels, in predict_proba order
                  background:int=30, # background rows for the model-agnostic explainer
+                 max_agnostic_rows:int=100, # at most this many of `X_rows` for the model-agnostic explainer
                  progress:bool=False, # show a progress bar
                 ) -> dict:
     "SHAP values on the raw columns: explainer, output, values (rows x columns [x classes]), base values."
@@ -157,19 +158,19 @@ def shap_explain(model, # fitted estimator or Pipeline
         base = np.asarray(e.base_values, dtype=float)
         output = "prediction" if task == "regression" else ("probability" if name == "tree" and _tree_is_proba(_split(model)[1]) else "log-odds / margin")
     else:
-        name = "permutation"
+        name, X_rows = "permutation", X_rows.iloc[:max_agnostic_rows]
         v, base = _permutation_explainer(output_fn(model, task, classes), Codec(X_bg), X_bg.iloc[:background], X_rows, progress=progress)
         output = "prediction" if task == "regression" else "probability"
     if base.ndim == 2 and base.shape[1] == 1: base = base[:, 0]
     if v.ndim == 3 and v.shape[2] == 1: v = v[:, :, 0]
     return dict(explainer=name, output=output, values=v, base_values=base, columns=list(X_rows.columns), rows=X_rows)
 
-# %% ../nbs/12_check_explain.ipynb #4850a5f3
+# %% ../nbs/12_check_explain.ipynb #734aaa8a
 def _tree_is_proba(est) -> bool:
     "Whether TreeExplainer explains probabilities for this tree model (forests and single trees do; boosting explains margins)."
     return type(est).__name__ in {"RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier"}
 
-# %% ../nbs/12_check_explain.ipynb #2cd69927
+# %% ../nbs/12_check_explain.ipynb #4a74c3df
 def focus(values:np.ndarray, base, task:str):
     "The values (and base values) that a plot shows: the positive class for binary tasks."
     base = np.asarray(base)
@@ -183,7 +184,7 @@ def importance(sv:dict, task:str) -> dict:
     order = np.argsort(-imp)
     return {sv["columns"][i]: float(imp[i]) for i in order}
 
-# %% ../nbs/12_check_explain.ipynb #721f769d
+# %% ../nbs/12_check_explain.ipynb #bfb2b537
 def fig_to_b64(fig=None) -> str:
     "A matplotlib figure (default: the current one) as a base64 PNG; the figure is closed."
     fig = fig or plt.gcf()
@@ -192,7 +193,7 @@ def fig_to_b64(fig=None) -> str:
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/12_check_explain.ipynb #3f46eba4
+# %% ../nbs/12_check_explain.ipynb #962327d5
 def shap_plot(sv:dict, task:str, max_display:int=15) -> str:
     "SHAP summary plot (beeswarm; bar for multiclass) as a base64 PNG."
     v, _ = focus(sv["values"], sv["base_values"], task)
@@ -205,13 +206,13 @@ def shap_plot(sv:dict, task:str, max_display:int=15) -> str:
         else: shap.summary_plot(v, feats, max_display=max_display, show=False)
     return fig_to_b64()
 
-# %% ../nbs/12_check_explain.ipynb #2f07de1b
+# %% ../nbs/12_check_explain.ipynb #8b1e1f6e
 def pick_rows(score:np.ndarray, k:int) -> list:
     "Positions of `k` rows spread over the range of `score`, lowest to highest."
     order = np.argsort(score, kind="stable")
     return [int(order[i]) for i in np.unique(np.linspace(0, len(order) - 1, k).round().astype(int))] if k > 0 else []
 
-# %% ../nbs/12_check_explain.ipynb #971f8174
+# %% ../nbs/12_check_explain.ipynb #6456d3df
 def lime_explain(model, # fitted estimator or Pipeline
                  X_bg:pd.DataFrame, # background rows (training data), raw columns
                  X:pd.DataFrame, # test rows, raw columns
