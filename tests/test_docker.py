@@ -199,7 +199,7 @@ def test_swap_failed_upgrade_and_rollback_drop_no_request(docker_engine, iris_im
 
         # an upgrade that cannot start (its container does not fit its memory limit) is held back
         bento3 = make_bento("iris-swap", n_estimators=5, seed=2)
-        with pytest.raises(DeployError):
+        with pytest.raises(DeployError, match="memory limit"):
             nd.deploy(bento3, name="iris-swap", target="docker-tiny", timeout=60)
         failed = ledger.rows("iris-swap")[0]
         assert failed["status"] == "failed" and failed["bento"] == str(bento3.tag)
