@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['PROXY', 'ensure_image', 'DockerTarget', 'state_note', 'endpoint']
 
-# %% ../nbs/32_docker_target.ipynb #e6b74465
+# %% ../nbs/32_docker_target.ipynb #95096e5b
 import re, socket, time
 from pathlib import Path
 
 import bentoml
 from docker.errors import APIError, ImageNotFound, NotFound
 
+from . import ledger
 from .config import subdir
 from .containers import APP_UID, containerize, image_tag
 from .deploy import Target, free_port, register_target
@@ -166,7 +167,7 @@ def _upstream(p) -> int | None:
 
 DockerTarget.stop = _stop
 
-# %% ../nbs/32_docker_target.ipynb #22912b62
+# %% ../nbs/32_docker_target.ipynb #f2b0bd9a
 def _make_proxy(name: str, image: str, upstream: int):
     "Start the proxy container of `name` forwarding to `upstream`."
     port = free_port()
@@ -186,7 +187,9 @@ def _promote(self, row: dict) -> dict:
     else:
         r = p.exec_run(["sh", "-c", f"echo {int(row['port'])} > /tmp/upstream.new && mv /tmp/upstream.new /tmp/upstream"])
         if r.exit_code: raise DeployError(f"could not switch the proxy of {row['name']}: {r.output.decode()}")
-    return {"url": f"http://127.0.0.1:{p.labels['org.nbdeploy.proxy-port']}"}
+    url = f"http://127.0.0.1:{p.labels['org.nbdeploy.proxy-port']}"
+    ledger.update(row["name"], row["version"], "promoted", f"{url} routes to 127.0.0.1:{row['port']}", url=url)
+    return {"url": url}
 
 def endpoint(name: str, # deployment name
             ) -> str | None:

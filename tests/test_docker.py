@@ -143,8 +143,9 @@ def test_serves_the_http_contract(docker_engine, iris_image):
         assert c.attrs["Config"]["User"] == "10001" and hc["NetworkMode"] == "host" and hc["Memory"] > 0
         assert hc["RestartPolicy"]["Name"] == "on-failure"
         url = endpoint("iris-contract")
-        assert url and url.startswith("http://127.0.0.1:")
-        for base in (url, row["url"]):
+        assert url and url.startswith("http://127.0.0.1:") and dep.url == url == row["url"]
+        direct = f"http://127.0.0.1:{row['port']}"
+        for base in (url, direct):
             np.testing.assert_array_equal(
                 requests.post(f"{base}/predict", json={"inputs": X.head(20).to_dict("records")}, timeout=30).json()["predictions"],
                 model.predict(X.head(20)))
@@ -194,6 +195,7 @@ def test_swap_failed_upgrade_and_rollback_drop_no_request(docker_engine, iris_im
         record(rebuild_after_retraining_s=round(rebuild, 1))
         assert rebuild < 20, f"rebuild took {rebuild:.1f} s"
         d2 = nd.deploy(bento2, name="iris-swap", target="docker")
+        assert d2.url == d1.url == url
         assert requests.get(f"{url}/metadata", timeout=10).json()["bento"] == str(bento2.tag)
         assert ledger.get("iris-swap", d1.version)["status"] == "retired"
 
