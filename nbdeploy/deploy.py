@@ -7,7 +7,7 @@ __all__ = ['TARGETS', 'STARTUP_FAILED', 'Target', 'register_target', 'get_target
            'LocalTarget', 'wait_ready', 'rollout', 'fail', 'service_error', 'Deployment', 'readiness', 'gate',
            'as_bento', 'deploy', 'server_env', 'deployments', 'deployment', 'stop', 'rollback']
 
-# %% ../nbs/06_deploy.ipynb #c2bdb694
+# %% ../nbs/06_deploy.ipynb #583aa5f6
 import atexit
 import os
 import signal
@@ -29,7 +29,7 @@ from .errors import CheckFailed, DeployError, InputError, NotFoundError
 from .package import package, verify
 from .schema import to_rows
 
-# %% ../nbs/06_deploy.ipynb #e8f2220a
+# %% ../nbs/06_deploy.ipynb #c93f1977
 class Target:
     "How one kind of place runs a Bento; the deploy flow itself (ledger, readiness, swap, rollback) is shared."
     name = "abstract"
@@ -49,7 +49,7 @@ def get_target(name: str) -> Target:
     if name not in TARGETS: raise InputError(f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}")
     return TARGETS[name]
 
-# %% ../nbs/06_deploy.ipynb #5e9fc8fd
+# %% ../nbs/06_deploy.ipynb #d79b717e
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on right now."
     with socket.socket() as s:
@@ -61,7 +61,7 @@ def tail_of(path, n: int = 40) -> str:
     try: return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
     except FileNotFoundError: return ""
 
-# %% ../nbs/06_deploy.ipynb #1f5d988e
+# %% ../nbs/06_deploy.ipynb #0a871c7b
 def server_process(row: dict) -> psutil.Process | None:
     "The live server process a ledger row points to, if it is still that server."
     try:
@@ -70,7 +70,7 @@ def server_process(row: dict) -> psutil.Process | None:
         return p if ok else None
     except (psutil.Error, TypeError, ValueError): return None
 
-# %% ../nbs/06_deploy.ipynb #20e1ec42
+# %% ../nbs/06_deploy.ipynb #5a8378f3
 STARTUP_FAILED = "Application startup failed"
 
 class LocalTarget(Target):
@@ -109,7 +109,7 @@ class LocalTarget(Target):
 
 register_target(LocalTarget())
 
-# %% ../nbs/06_deploy.ipynb #632ea508
+# %% ../nbs/06_deploy.ipynb #5fa1cdd5
 def wait_ready(url: str, # the service's base URL
                alive, # () -> bool: is the server still running
                timeout: float = 120, # seconds to wait at most
@@ -124,7 +124,7 @@ def wait_ready(url: str, # the service's base URL
         time.sleep(0.25)
     raise DeployError(f"the server did not become ready within {timeout:.0f} s")
 
-# %% ../nbs/06_deploy.ipynb #17e7ecab
+# %% ../nbs/06_deploy.ipynb #00747a40
 def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dict | None, event: str = "deployed") -> dict:
     "Start `row`'s version on `t`, gate it on /readyz, then retire `replace`; the row, now serving."
     name, version = row["name"], row["version"]
@@ -146,7 +146,7 @@ def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dic
         ledger.update(name, replace["version"], "retired", f"replaced by v{version}", status="retired")
     return row
 
-# %% ../nbs/06_deploy.ipynb #a242714d
+# %% ../nbs/06_deploy.ipynb #d21a81b9
 def fail(t: Target, row: dict, e: BaseException) -> None:
     "Stop a version that failed to start and record why."
     why = str(e) or type(e).__name__
@@ -154,7 +154,7 @@ def fail(t: Target, row: dict, e: BaseException) -> None:
     try: t.stop(row)
     finally: ledger.update(row["name"], row["version"], "failed", why, status="failed", detail=why)
 
-# %% ../nbs/06_deploy.ipynb #44467a28
+# %% ../nbs/06_deploy.ipynb #aa78f3be
 def service_error(r: requests.Response) -> str:
     "The explanation a service gave for refusing a request."
     try: body = r.json()
@@ -163,7 +163,7 @@ def service_error(r: requests.Response) -> str:
     if isinstance(detail, list): return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
     return str(body.get("error") or body)[:500]
 
-# %% ../nbs/06_deploy.ipynb #9b299436
+# %% ../nbs/06_deploy.ipynb #8efb57ab
 class Deployment:
     "One version of a named deployment: its URL, status, predictions and lifecycle."
     def __init__(self, name: str, version: int, api_key: str | None = None):
@@ -183,7 +183,7 @@ class Deployment:
 
     def __repr__(self): return f"Deployment({self.name!r}, version={self.version}, target={self.target!r}, url={self.url!r}, status={self.row['status']!r})"
 
-# %% ../nbs/06_deploy.ipynb #76f64ce2
+# %% ../nbs/06_deploy.ipynb #410cff0f
 def _status(self) -> str:
     "The version's status: serving, unhealthy, dead, or the ledger's word (stopped, retired, failed, ...)."
     row = self.row
@@ -207,7 +207,7 @@ def _logs(self, tail: int = 100) -> str:
 
 Deployment.status, Deployment.stop, Deployment.logs = _status, _stop, _logs
 
-# %% ../nbs/06_deploy.ipynb #07d5a004
+# %% ../nbs/06_deploy.ipynb #7fe3b0cc
 def _call(self, route: str, X) -> dict:
     "POST `X` to `route`, in chunks of the service's row limit; the JSON answers."
     meta = self.metadata()
@@ -243,7 +243,7 @@ def _predict_proba(self, X) -> np.ndarray:
 
 Deployment._call, Deployment.metadata, Deployment.predict, Deployment.predict_proba = _call, _metadata, _predict, _predict_proba
 
-# %% ../nbs/06_deploy.ipynb #7cec479b
+# %% ../nbs/06_deploy.ipynb #b9dc7cce
 def readiness(model, X_test, y_test, report, check_kwargs: dict):
     "The readiness report to gate on: the one given, or a fresh `nd.check` when test data is given."
     if report is not None or X_test is None or y_test is None: return report
@@ -256,8 +256,8 @@ def gate(verdict: str | None, reasons, force: bool) -> None:
         raise CheckFailed("the readiness check failed:\n- " + "\n- ".join(reasons or ["(no reasons recorded)"]) +
                           "\nFix the model, or deploy anyway with force=True (the ledger records that it was forced).")
 
-# %% ../nbs/06_deploy.ipynb #68569a03
-def as_bento(model_or_bento, name, sample, report, X_test) -> tuple[bentoml.Bento, str]:
+# %% ../nbs/06_deploy.ipynb #69ddd4fb
+def as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto") -> tuple[bentoml.Bento, str]:
     "A Bento for what `deploy` was handed, and the deployment name."
     if isinstance(model_or_bento, bentoml.Bento): b = model_or_bento
     elif isinstance(model_or_bento, str):
@@ -267,10 +267,10 @@ def as_bento(model_or_bento, name, sample, report, X_test) -> tuple[bentoml.Bent
         if not name: raise InputError("name= is required when deploying a model, e.g. deploy(model, name='churn')")
         sample = sample if sample is not None else X_test
         if sample is None: raise InputError("pass sample= (a few training rows) so the service knows its input schema")
-        b = package(model_or_bento, name, sample=sample, report=report)
+        b = package(model_or_bento, name, sample=sample, report=report, runtime=runtime, parity_data=X_test)
     return b, name or b.info.labels.get("nbdeploy.name", b.tag.name)
 
-# %% ../nbs/06_deploy.ipynb #7f131779
+# %% ../nbs/06_deploy.ipynb #7a48fde8
 def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            name: str | None = None, # deployment name (required for a model; defaults to the Bento's name)
            target: str = "local", # where to run it: see `TARGETS`
@@ -281,6 +281,7 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            api_key: str | None = None, # require this key (default: $NBDEPLOY_API_KEY if set); never stored
            ephemeral: bool = False, # stop the server when this Python process exits
            timeout: float = 120, # seconds to wait for the health check
+           runtime: str = "auto", # serving runtime when given a model: "auto" (ONNX where it matches), "native", "onnx"
            **check_kwargs, # passed to `nd.check` (sensitive=, thresholds=, ...)
           ) -> Deployment:
     "Put a model or Bento in service on `target` as the next version of `name`; the previous one serves until it is healthy."
@@ -288,7 +289,7 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
     is_model = not isinstance(model_or_bento, (bentoml.Bento, str))
     report = readiness(model_or_bento, X_test, y_test, report, check_kwargs) if is_model else report
     if report is not None: gate(report.verdict, report.reasons, force)
-    bento, name = as_bento(model_or_bento, name, sample, report, X_test)
+    bento, name = as_bento(model_or_bento, name, sample, report, X_test, runtime)
     verdict = report.verdict if report is not None else bento.info.labels.get("nbdeploy.verdict")
     if report is None and verdict == "fail": gate(verdict, [f"{bento.tag} was packaged with a failing readiness report"], force)
     key = api_key or os.environ.get("NBDEPLOY_API_KEY")
@@ -299,14 +300,14 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
     if ephemeral: atexit.register(dep.stop)
     return dep
 
-# %% ../nbs/06_deploy.ipynb #08fef65d
+# %% ../nbs/06_deploy.ipynb #68cd52c7
 def server_env(row: dict, key: str | None) -> dict:
     "Environment for a server process: which deployment it is, and the API key if any."
     env = {"NBDEPLOY_DEPLOYMENT_NAME": row["name"], "NBDEPLOY_DEPLOYMENT_VERSION": str(row["version"])}
     if key: env["NBDEPLOY_API_KEY"] = key
     return env
 
-# %% ../nbs/06_deploy.ipynb #58ff6b80
+# %% ../nbs/06_deploy.ipynb #063d4d41
 def deployments(name: str | None = None # only this deployment's versions
                ) -> pd.DataFrame:
     "The ledger as a table: every version of every deployment, newest first."
@@ -328,7 +329,7 @@ def stop(name: str) -> None:
     if row is None: raise NotFoundError(f"{name!r} has no version in service")
     Deployment(name, row["version"]).stop()
 
-# %% ../nbs/06_deploy.ipynb #c0f97b2d
+# %% ../nbs/06_deploy.ipynb #e2b0b6e9
 def rollback(name: str, # deployment name
              to_version: int | None = None, # the version to bring back; default: the newest earlier healthy one
              api_key: str | None = None, # the API key, if the deployment uses one

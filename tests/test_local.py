@@ -27,7 +27,7 @@ def churn():
 @pytest.fixture(scope="module")
 def forest():
     model, X, y = cancer_forest()
-    dep = nd.deploy(model, name="cancer-array", sample=X[:50])
+    dep = nd.deploy(model, name="cancer-array", sample=X[:50], runtime="native")
     yield model, X, dep
     dep.stop()
 
@@ -43,8 +43,15 @@ def test_pipeline_predictions_match_the_notebook(churn):
     pipe, df, dep = churn
     assert dep.status() == "serving" and dep.url.startswith("http://127.0.0.1:")
     np.testing.assert_array_equal(dep.predict(df), pipe.predict(df))
-    np.testing.assert_allclose(dep.predict_proba(df.head(50)), pipe.predict_proba(df.head(50)), rtol=1e-9)
+    np.testing.assert_allclose(dep.predict_proba(df.head(50)), pipe.predict_proba(df.head(50)), atol=1e-4)  # ONNX: float32
     assert list(dep.classes_) == list(pipe.classes_)
+
+
+def test_runtime_is_onnx_where_it_matches_and_native_when_asked(churn, forest):
+    onnx, native = churn[2].metadata()["runtime"], forest[2].metadata()["runtime"]
+    assert onnx["runtime"] == "onnx" and onnx["parity"]["label_agreement"] == 1.0 and onnx["parity"]["max_proba_diff"] <= 1e-4
+    assert native == {"runtime": "native", "reason": "native runtime requested"}
+    assert any(r.startswith("onnxruntime==") for r in churn[2].metadata()["requirements"])
 
 
 def test_bare_array_model_gets_f_columns(forest):
