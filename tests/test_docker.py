@@ -164,6 +164,21 @@ def test_serves_the_http_contract(docker_engine, iris_image):
     assert endpoint("iris-contract") is None
 
 
+def test_api_key_is_given_at_run_time_never_baked(docker_engine, iris_image):
+    bento, tag, _ = iris_image
+    _, X, _ = iris_model()
+    assert not any("NBDEPLOY_API_KEY" in e for e in docker_engine.images.get(tag).attrs["Config"]["Env"])
+    dep = nd.deploy(bento, name="iris-auth", target="docker", api_key="s3cret-key")
+    try:
+        body = {"inputs": X.head(2).to_dict("records")}
+        assert requests.post(f"{dep.url}/predict", json=body, timeout=30).status_code == 401
+        ok = requests.post(f"{dep.url}/predict", json=body, headers={"Authorization": "Bearer s3cret-key"}, timeout=30)
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+        assert len(dep.predict(X.head(5))) == 5
+    finally:
+        dep.stop()
+
+
 def test_swap_failed_upgrade_and_rollback_drop_no_request(docker_engine, iris_image):
     bento1, _, _ = iris_image
     _, X, _ = iris_model()
