@@ -6,9 +6,10 @@
 __all__ = ['is_numeric', 'Codec', 'output_fn', 'column_groups', 'shap_explain', 'focus', 'importance', 'fig_to_b64', 'shap_plot',
            'pick_rows', 'lime_explain']
 
-# %% ../nbs/12_check_explain.ipynb #86a15522
+# %% ../nbs/12_check_explain.ipynb #141a9da2
 import base64
 import io
+import time
 import warnings
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ def _dense(A) -> np.ndarray:
     if hasattr(A, "toarray"): A = A.toarray()
     return np.asarray(A, dtype=float)
 
-# %% ../nbs/12_check_explain.ipynb #b8df0570
+# %% ../nbs/12_check_explain.ipynb #9d711656
 def _fast_explainer(model, X_bg:pd.DataFrame, X_rows:pd.DataFrame):
     "(name, Explanation on encoded features, grouping matrix) from a tree/linear explainer, or None."
     pre, est = _split(model)
@@ -119,27 +120,43 @@ def _fast_explainer(model, X_bg:pd.DataFrame, X_rows:pd.DataFrame):
     if G is None: return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try: return "tree", shap.TreeExplainer(est)(Xr, check_additivity=False), G
+        try: return "tree", shap.TreeExplainer(est), Xr, G
         except Exception: pass
         if hasattr(est, "coef_") and hasattr(est, "intercept_"):
-            try: return "linear", shap.LinearExplainer(est, shap.maskers.Independent(np.asarray(Xb, dtype=float)))(Xr), G
+            try: return "linear", shap.LinearExplainer(est, shap.maskers.Independent(np.asarray(Xb, dtype=float))), Xr, G
             except Exception: return None
     return None
 
-# %% ../nbs/12_check_explain.ipynb #36835649
-def _permutation_explainer(f, codec:Codec, X_bg:pd.DataFrame, X_rows:pd.DataFrame, permutations:int=1, progress:bool=False):
-    "A permutation explanation of `f` over the raw columns, coded as numbers."
+# %% ../nbs/12_check_explain.ipynb #ff1557eb
+def _budgeted(explain, n:int, budget_s:float, chunk:int=20) -> tuple:
+    "Call `explain(start, stop)` on chunks of rows until `n` rows or the time budget is used; (values, base values)."
+    t0, vals, base, done = time.perf_counter(), [], [], 0
+    while done < n:
+        stop = min(n, done + chunk)
+        e = explain(done, stop)
+        vals.append(np.asarray(e.values, dtype=float)); base.append(np.broadcast_to(np.asarray(e.base_values, dtype=float), (stop - done,) + np.shape(e.base_values)[1:]))
+        done = stop
+        per_row = (time.perf_counter() - t0) / done
+        chunk = max(chunk, int(min(n - done, (budget_s - (time.perf_counter() - t0)) / per_row)))
+        if time.perf_counter() - t0 + per_row * min(chunk, n - done) > budget_s and done >= 20: break
+    return np.concatenate(vals), np.concatenate(base)
+
+# %% ../nbs/12_check_explain.ipynb #5201126f
+def _permutation_explainer(f, codec:Codec, X_bg:pd.DataFrame, X_rows:pd.DataFrame, permutations:int=1, progress:bool=False, budget_s:float=20.0):
+    "A permutation explanation of `f` over the raw columns, coded as numbers, within a time budget."
     B, R = codec.encode(X_bg), codec.encode(X_rows)
     M = R.shape[1]
     ex = shap.PermutationExplainer(lambda A: f(codec.decode(A)), shap.maskers.Independent(B, max_samples=len(B)))
     evals = permutations * (2 * M + 1)
-    vals, base = [], []
+    vals, base, t0 = [], [], None
     for i in tqdm(range(len(R)), desc="SHAP (permutation)", disable=not progress, leave=False):
         e = ex(R[i:i + 1], max_evals=evals, batch_size=evals, silent=True)
         vals.append(e.values[0]); base.append(e.base_values[0])
+        if i == 0: t0 = time.perf_counter()   # the first row pays numba's one-off compilation
+        elif i >= 20 and time.perf_counter() - t0 > budget_s: break
     return np.array(vals), np.array(base)
 
-# %% ../nbs/12_check_explain.ipynb #926c652b
+# %% ../nbs/12_check_explain.ipynb #0e0bc404
 def shap_explain(model, # fitted estimator or Pipeline
                  X_bg:pd.DataFrame, # background rows (e.g. training data), raw columns
                  X_rows:pd.DataFrame, # rows to explain, raw columns
@@ -147,30 +164,35 @@ def shap_explain(model, # fitted estimator or Pipeline
                  classes:list|None=None, # class labels, in predict_proba order
                  background:int=30, # background rows for the model-agnostic explainer
                  max_agnostic_rows:int=100, # at most this many of `X_rows` for the model-agnostic explainer
+                 budget_s:float=10.0, # stop explaining more rows after about this many seconds
                  progress:bool=False, # show a progress bar
                 ) -> dict:
     "SHAP values on the raw columns: explainer, output, values (rows x columns [x classes]), base values."
     fast = _fast_explainer(model, X_bg.iloc[:max(background, 100)], X_rows)
     if fast is not None:
-        name, e, G = fast
-        v = np.asarray(e.values, dtype=float)
+        name, ex, Xr, G = fast
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kw = dict(check_additivity=False) if name == "tree" else {}
+            v, base = _budgeted(lambda a, b: ex(Xr[a:b], **kw), len(Xr), budget_s)
+        X_rows = X_rows.iloc[:len(v)]
         v = np.einsum("nfk,fc->nck", v, G) if v.ndim == 3 else v @ G
-        base = np.asarray(e.base_values, dtype=float)
         output = "prediction" if task == "regression" else ("probability" if name == "tree" and _tree_is_proba(_split(model)[1]) else "log-odds / margin")
     else:
         name, X_rows = "permutation", X_rows.iloc[:max_agnostic_rows]
-        v, base = _permutation_explainer(output_fn(model, task, classes), Codec(X_bg), X_bg.iloc[:background], X_rows, progress=progress)
+        v, base = _permutation_explainer(output_fn(model, task, classes), Codec(X_bg), X_bg.iloc[:background], X_rows, progress=progress, budget_s=2 * budget_s)
+        X_rows = X_rows.iloc[:len(v)]
         output = "prediction" if task == "regression" else "probability"
     if base.ndim == 2 and base.shape[1] == 1: base = base[:, 0]
     if v.ndim == 3 and v.shape[2] == 1: v = v[:, :, 0]
     return dict(explainer=name, output=output, values=v, base_values=base, columns=list(X_rows.columns), rows=X_rows)
 
-# %% ../nbs/12_check_explain.ipynb #734aaa8a
+# %% ../nbs/12_check_explain.ipynb #51b932cc
 def _tree_is_proba(est) -> bool:
     "Whether TreeExplainer explains probabilities for this tree model (forests and single trees do; boosting explains margins)."
     return type(est).__name__ in {"RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier"}
 
-# %% ../nbs/12_check_explain.ipynb #4a74c3df
+# %% ../nbs/12_check_explain.ipynb #7a37ded3
 def focus(values:np.ndarray, base, task:str):
     "The values (and base values) that a plot shows: the positive class for binary tasks."
     base = np.asarray(base)
@@ -184,7 +206,7 @@ def importance(sv:dict, task:str) -> dict:
     order = np.argsort(-imp)
     return {sv["columns"][i]: float(imp[i]) for i in order}
 
-# %% ../nbs/12_check_explain.ipynb #bfb2b537
+# %% ../nbs/12_check_explain.ipynb #8c4a5a0b
 def fig_to_b64(fig=None) -> str:
     "A matplotlib figure (default: the current one) as a base64 PNG; the figure is closed."
     fig = fig or plt.gcf()
@@ -193,7 +215,7 @@ def fig_to_b64(fig=None) -> str:
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/12_check_explain.ipynb #962327d5
+# %% ../nbs/12_check_explain.ipynb #6877a707
 def shap_plot(sv:dict, task:str, max_display:int=15) -> str:
     "SHAP summary plot (beeswarm; bar for multiclass) as a base64 PNG."
     v, _ = focus(sv["values"], sv["base_values"], task)
@@ -206,13 +228,13 @@ def shap_plot(sv:dict, task:str, max_display:int=15) -> str:
         else: shap.summary_plot(v, feats, max_display=max_display, show=False)
     return fig_to_b64()
 
-# %% ../nbs/12_check_explain.ipynb #8b1e1f6e
+# %% ../nbs/12_check_explain.ipynb #9c763231
 def pick_rows(score:np.ndarray, k:int) -> list:
     "Positions of `k` rows spread over the range of `score`, lowest to highest."
     order = np.argsort(score, kind="stable")
     return [int(order[i]) for i in np.unique(np.linspace(0, len(order) - 1, k).round().astype(int))] if k > 0 else []
 
-# %% ../nbs/12_check_explain.ipynb #6456d3df
+# %% ../nbs/12_check_explain.ipynb #0b3afa4b
 def lime_explain(model, # fitted estimator or Pipeline
                  X_bg:pd.DataFrame, # background rows (training data), raw columns
                  X:pd.DataFrame, # test rows, raw columns

@@ -5,39 +5,38 @@
 # %% auto #0
 __all__ = ['group_metrics', 'attributes', 'fairness_one', 'fairness', 'fairness_plot']
 
-# %% ../nbs/13_check_fairness.ipynb #f620864d
+# %% ../nbs/13_check_fairness.ipynb #b41ebea2
 import numpy as np
 import pandas as pd
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from fairlearn.metrics import (MetricFrame, count, selection_rate, true_positive_rate, false_positive_rate, false_negative_rate,
-                               demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference)
+from fairlearn.metrics import MetricFrame, selection_rate, true_positive_rate, false_positive_rate, false_negative_rate
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from .check_metrics import judge
 from .check_explain import fig_to_b64
 
-# %% ../nbs/13_check_fairness.ipynb #356c9344
+# %% ../nbs/13_check_fairness.ipynb #ef359c63
 def _mean_pred(y_true, y_pred) -> float:
     "Mean prediction (a regressor's 'selection rate')."
     return float(np.mean(y_pred))
 
 def group_metrics(task:str) -> dict:
-    "The per-group metrics MetricFrame computes for this task."
+    "The per-group metrics MetricFrame computes for this task (group sizes are counted separately)."
     if task == "binary":
-        return dict(count=count, selection_rate=selection_rate, accuracy=accuracy_score, true_positive_rate=true_positive_rate,
+        return dict(selection_rate=selection_rate, accuracy=accuracy_score, true_positive_rate=true_positive_rate,
                     false_positive_rate=false_positive_rate, false_negative_rate=false_negative_rate)
-    if task == "multiclass": return dict(count=count, accuracy=accuracy_score)
-    return dict(count=count, mae=mean_absolute_error, mean_prediction=_mean_pred)
+    if task == "multiclass": return dict(accuracy=accuracy_score)
+    return dict(mae=mean_absolute_error, mean_prediction=_mean_pred)
 
-# %% ../nbs/13_check_fairness.ipynb #48b33e41
+# %% ../nbs/13_check_fairness.ipynb #dc821d63
 def attributes(sensitive:pd.DataFrame) -> dict:
     "Each sensitive column alone, and their intersection when there are several."
     out = {c: sensitive[c] for c in sensitive.columns}
     if sensitive.shape[1] > 1: out[" x ".join(map(str, sensitive.columns))] = sensitive
     return out
 
-# %% ../nbs/13_check_fairness.ipynb #0317f958
+# %% ../nbs/13_check_fairness.ipynb #90eae79d
 def _f(v):
     "A float, or None for NaN."
     v = float(v)
@@ -48,19 +47,21 @@ def fairness_one(y, pred, sf, # truth, predictions (0/1 for binary), sensitive f
                 ) -> dict:
     "fairlearn's per-group table and disparity measures for one attribute."
     mf = MetricFrame(metrics=group_metrics(task), y_true=y, y_pred=pred, sensitive_features=sf)
-    by = mf.by_group.reset_index()
-    by = by.rename(columns={c: "group" for c in by.columns[:by.shape[1] - len(group_metrics(task))]}) if not isinstance(sf, pd.DataFrame) else by
+    by = mf.by_group.copy()
+    by.insert(0, "count", pd.DataFrame(sf).groupby(list(pd.DataFrame(sf).columns)).size().reindex(by.index).to_numpy())
+    by = by.reset_index()
+    if not isinstance(sf, pd.DataFrame): by = by.rename(columns={by.columns[0]: "group"})
     res = dict(by_group=[{str(k): (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in by.to_dict("records")])
-    if task == "binary":
-        res.update(demographic_parity_difference=_f(demographic_parity_difference(y, pred, sensitive_features=sf)),
-                   demographic_parity_ratio=_f(demographic_parity_ratio(y, pred, sensitive_features=sf)),
-                   equalized_odds_difference=_f(equalized_odds_difference(y, pred, sensitive_features=sf)))
+    if task == "binary":   # fairlearn's own definitions, read off the same MetricFrame instead of recomputing it
+        d, q = mf.difference(method="between_groups"), mf.ratio(method="between_groups")
+        res.update(demographic_parity_difference=_f(d["selection_rate"]), demographic_parity_ratio=_f(q["selection_rate"]),
+                   equalized_odds_difference=_f(max(d["true_positive_rate"], d["false_positive_rate"])))
     elif task == "multiclass": res["group_metric_difference"] = _f(mf.difference()["accuracy"])
     else: res["group_mae_relative_difference"] = _f(mf.difference()["mae"] / max(mean_absolute_error(y, pred), 1e-12))
-    res["smallest_group"] = int(mf.by_group["count"].min())
+    res["smallest_group"] = int(by["count"].min())
     return res
 
-# %% ../nbs/13_check_fairness.ipynb #cf384b3e
+# %% ../nbs/13_check_fairness.ipynb #4d16e251
 def fairness(y:pd.Series, # true labels or values
              pred, # the model's predictions
              sensitive:pd.DataFrame, # sensitive attributes, one column each
@@ -84,7 +85,7 @@ def fairness(y:pd.Series, # true labels or values
     section["notes"] = notes
     return section, gates
 
-# %% ../nbs/13_check_fairness.ipynb #6db6de7c
+# %% ../nbs/13_check_fairness.ipynb #a85baeab
 def fairness_plot(section:dict, task:str) -> str|None:
     "Bar charts of the selection rate (binary), accuracy (multiclass) or MAE (regression) per group, as a base64 PNG."
     key = {"binary": "selection_rate", "multiclass": "accuracy", "regression": "mae"}[task]
