@@ -256,7 +256,7 @@ def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     task = detect_task(model, y)
     return dict(X=model_inputs(model, X), y=y, S=S, Xtr=Xtr, ytr=ytr, task=task)
 
-# %% ../nbs/15_check.ipynb #60f64513
+# %% ../nbs/15_check.ipynb #094b4c2e
 def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     "Metrics, baseline, train/test gap and calibration, with their gates."
     X, y, task = d["X"], d["y"], d["task"]
@@ -286,6 +286,10 @@ def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     if task == "binary" and proba is not None:
         r.calibration = calibration(y, proba, model_classes(model, y)[1])
         r.plots["calibration"] = _calibration_plot(r.calibration)
+        g = judge("ece", r.calibration["ece"], th, "(calibration)")
+        if g:
+            if g["status"] != "pass": g["message"] += "; the probabilities are not to be read as frequencies (consider CalibratedClassifierCV)"
+            r.gates.append(g)
     return pred, proba
 
 # %% ../nbs/15_check.ipynb #04227ee6

@@ -7,7 +7,7 @@ __all__ = ['LOWER_IS_BETTER', 'DEFAULT_THRESHOLDS', 'predict_all', 'classificati
            'model_classes', 'task_metrics', 'primary_metric', 'baseline_metrics', 'calibration', 'merge_thresholds',
            'judge']
 
-# %% ../nbs/11_check_metrics.ipynb #6942c893
+# %% ../nbs/11_check_metrics.ipynb #5b86ee1b
 import math
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from .errors import InputError
 
-# %% ../nbs/11_check_metrics.ipynb #fd546201
+# %% ../nbs/11_check_metrics.ipynb #7497b4b7
 def predict_all(model, # fitted estimator
                 X:pd.DataFrame, # its inputs
                 task:str, # 'binary', 'multiclass' or 'regression'
@@ -29,7 +29,7 @@ def predict_all(model, # fitted estimator
         except Exception: proba = None
     return pred, proba
 
-# %% ../nbs/11_check_metrics.ipynb #a936c09e
+# %% ../nbs/11_check_metrics.ipynb #4d9b2a18
 def _safe(f, *args, **kw):
     "f(*args, **kw) as a float, or None when the metric is undefined for these inputs."
     try:
@@ -37,7 +37,7 @@ def _safe(f, *args, **kw):
         return v if math.isfinite(v) else None
     except (ValueError, TypeError, IndexError): return None
 
-# %% ../nbs/11_check_metrics.ipynb #cbea603e
+# %% ../nbs/11_check_metrics.ipynb #d0471d83
 def classification_metrics(y:pd.Series, # true labels
                            pred, # predicted labels
                            proba, # predict_proba output aligned with `classes`, or None
@@ -59,20 +59,20 @@ def classification_metrics(y:pd.Series, # true labels
         m["log_loss"] = _safe(skm.log_loss, y, proba, labels=list(classes))
     return m
 
-# %% ../nbs/11_check_metrics.ipynb #07d2e29b
+# %% ../nbs/11_check_metrics.ipynb #89d26bf7
 def regression_metrics(y:pd.Series, # true values
                        pred, # predictions
                       ) -> dict:
     "RMSE, MAE and R2."
     return dict(rmse=_safe(skm.root_mean_squared_error, y, pred), mae=_safe(skm.mean_absolute_error, y, pred), r2=_safe(skm.r2_score, y, pred))
 
-# %% ../nbs/11_check_metrics.ipynb #2104b7e6
+# %% ../nbs/11_check_metrics.ipynb #7cebadb4
 def model_classes(model, y:pd.Series) -> list:
     "The classes in `predict_proba`'s column order (the model's `classes_`, else the sorted labels)."
     c = getattr(model, "classes_", None)
     return list(c) if c is not None else sorted(pd.unique(y))
 
-# %% ../nbs/11_check_metrics.ipynb #4093ed00
+# %% ../nbs/11_check_metrics.ipynb #16c4aa0f
 def task_metrics(model, # fitted estimator
                  X:pd.DataFrame, # inputs
                  y:pd.Series, # truth
@@ -86,13 +86,13 @@ def task_metrics(model, # fitted estimator
     if task == "regression": return regression_metrics(y, pred), pred, proba
     return classification_metrics(y, pred, proba, model_classes(model, y), task), pred, proba
 
-# %% ../nbs/11_check_metrics.ipynb #7752dfa0
+# %% ../nbs/11_check_metrics.ipynb #4052d9ca
 def primary_metric(task:str, has_proba:bool) -> str:
     "The metric that decides the baseline and overfitting gates."
     if task == "regression": return "r2"
     return "roc_auc" if task == "binary" and has_proba else "balanced_accuracy"
 
-# %% ../nbs/11_check_metrics.ipynb #67a52323
+# %% ../nbs/11_check_metrics.ipynb #26aea4e7
 def baseline_metrics(task:str, # 'binary', 'multiclass' or 'regression'
                      X_fit:pd.DataFrame, y_fit:pd.Series, # data the dummy learns from
                      X:pd.DataFrame, y:pd.Series, # data it is scored on
@@ -100,10 +100,10 @@ def baseline_metrics(task:str, # 'binary', 'multiclass' or 'regression'
     "Metrics of scikit-learn's trivial baseline for this task."
     dummy = (DummyRegressor() if task == "regression" else DummyClassifier(strategy="prior")).fit(X_fit, y_fit)
     m, _, _ = task_metrics(dummy, X, y, task)
-    m["estimator"] = repr(dummy)
+    m["estimator"] = f"{type(dummy).__name__}(strategy={dummy.strategy!r})"
     return m
 
-# %% ../nbs/11_check_metrics.ipynb #ec27ff74
+# %% ../nbs/11_check_metrics.ipynb #c4d3a4df
 def calibration(y:pd.Series, proba, positive, n_bins:int=10) -> dict:
     "Reliability curve of a binary classifier (quantile bins) and its expected calibration error."
     yt = np.asarray(y == positive, dtype=int)
@@ -114,7 +114,7 @@ def calibration(y:pd.Series, proba, positive, n_bins:int=10) -> dict:
     ece = sum(abs(yt[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean() for b in range(n_bins) if (idx == b).any())
     return dict(prob_pred=mean.tolist(), prob_true=frac.tolist(), ece=float(ece))
 
-# %% ../nbs/11_check_metrics.ipynb #915bf47f
+# %% ../nbs/11_check_metrics.ipynb #61ad7a4a
 LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae", "ece", "overfit_gap", "demographic_parity_difference",
                    "equalized_odds_difference", "group_metric_difference", "group_mae_relative_difference", "noise_flip_rate", "noise_change",
                    "drift_share", "latency_p99_ms", "size_mb", "missing_value_crashes", "unseen_category_crashes"}
@@ -122,6 +122,7 @@ LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae", "ece", "overfit_gap", "de
 DEFAULT_THRESHOLDS = {
     "roc_auc": {"warn": 0.7, "fail": 0.6},
     "r2": {"warn": 0.3, "fail": 0.0},
+    "ece": {"warn": 0.15},                    # expected calibration error, binary classifiers with probabilities
     "baseline_lift": {"fail": 0.01},          # primary metric minus the dummy baseline's
     "overfit_gap": {"warn": 0.1},             # train minus test primary metric
     "demographic_parity_ratio": {"warn": 0.9, "fail": 0.8},   # the four-fifths rule
@@ -138,7 +139,7 @@ DEFAULT_THRESHOLDS = {
     "size_mb": {"warn": 500.0},
 }
 
-# %% ../nbs/11_check_metrics.ipynb #0730029e
+# %% ../nbs/11_check_metrics.ipynb #28687e57
 def merge_thresholds(user:dict|None=None, # overrides: {name: fail_level | {"warn":..,"fail":..} | None}
                     ) -> dict:
     "The default thresholds updated with the user's."
@@ -150,7 +151,7 @@ def merge_thresholds(user:dict|None=None, # overrides: {name: fail_level | {"war
         else: raise InputError(f"threshold {k!r}={v!r} is not understood; use a number (the fail level), {{'warn': x, 'fail': y}} or None.")
     return th
 
-# %% ../nbs/11_check_metrics.ipynb #07d38b82
+# %% ../nbs/11_check_metrics.ipynb #cd306c70
 def judge(name:str, # metric or gate name
           value, # its value (None: could not be computed)
           thresholds:dict, # merged thresholds
