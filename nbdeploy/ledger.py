@@ -6,8 +6,9 @@
 __all__ = ['SCHEMA', 'COLUMNS', 'now', 'transaction', 'record_event', 'begin', 'update', 'get', 'rows', 'events', 'live',
            'was_deployed']
 
-# %% ../nbs/05_ledger.ipynb #8b2200f0
+# %% ../nbs/05_ledger.ipynb #7336ca7b
 import getpass
+import os
 import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 from .config import home
 from .errors import LedgerError, NotFoundError
 
-# %% ../nbs/05_ledger.ipynb #b1f0dbbc
+# %% ../nbs/05_ledger.ipynb #cc97d59b
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
   name TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
@@ -33,13 +34,13 @@ def now() -> str:
     "The current UTC time, ISO formatted."
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-# %% ../nbs/05_ledger.ipynb #701a800e
+# %% ../nbs/05_ledger.ipynb #ad50fe65
 @contextmanager
 def transaction(immediate: bool = False # take the write lock at the start (for read-then-write)
                ):
     "A connection to the ledger inside one transaction: committed on success, rolled back on error."
     try:
-        con = sqlite3.connect(home()/"ledger.sqlite", timeout=30, isolation_level=None)
+        con = sqlite3.connect(home()/"ledger.sqlite", timeout=float(os.environ.get("NBDEPLOY_LEDGER_TIMEOUT", 30)), isolation_level=None)
         con.row_factory = sqlite3.Row
         con.executescript(SCHEMA)
         con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -54,12 +55,12 @@ def transaction(immediate: bool = False # take the write lock at the start (for 
     finally:
         con.close()
 
-# %% ../nbs/05_ledger.ipynb #d56ce733
+# %% ../nbs/05_ledger.ipynb #3e933b41
 def record_event(con, name: str, version: int, event: str, detail: str | None = None) -> None:
     "Append one event to the history, inside the caller's transaction."
     con.execute("INSERT INTO events (name, version, event, detail, at) VALUES (?, ?, ?, ?, ?)", (name, version, event, detail, now()))
 
-# %% ../nbs/05_ledger.ipynb #66438af3
+# %% ../nbs/05_ledger.ipynb #d0b268cc
 def begin(name: str, # deployment name
           target: str, # where it runs: local, docker, ...
           bento: str, # the Bento tag
@@ -76,7 +77,7 @@ def begin(name: str, # deployment name
         record_event(con, name, v, "deploying", f"{bento} to {target}" + (" (forced past a failing check)" if forced else ""))
     return get(name, v)
 
-# %% ../nbs/05_ledger.ipynb #00f89af4
+# %% ../nbs/05_ledger.ipynb #883fdb2b
 def update(name: str, version: int,
            event: str | None = None, # event to record with the change
            note: str | None = None, # the event's detail
@@ -91,7 +92,7 @@ def update(name: str, version: int,
         if event: record_event(con, name, version, event, note)
     return get(name, version)
 
-# %% ../nbs/05_ledger.ipynb #d067eec8
+# %% ../nbs/05_ledger.ipynb #30cd9d99
 def get(name: str, version: int) -> dict:
     "One version's row."
     with transaction() as con:
@@ -99,7 +100,7 @@ def get(name: str, version: int) -> dict:
     if r is None: raise NotFoundError(f"no version {version} of deployment {name!r}; nd.deployments() lists what exists")
     return dict(r)
 
-# %% ../nbs/05_ledger.ipynb #5a729aae
+# %% ../nbs/05_ledger.ipynb #4777278a
 def rows(name: str | None = None # only this deployment's versions
         ) -> list[dict]:
     "Every row of the ledger (or of one deployment), newest first."
@@ -107,19 +108,19 @@ def rows(name: str | None = None # only this deployment's versions
         q = "SELECT * FROM deployments" + (" WHERE name = ?" if name else "") + " ORDER BY name, version DESC"
         return [dict(r) for r in con.execute(q, (name,) if name else ())]
 
-# %% ../nbs/05_ledger.ipynb #66b79b79
+# %% ../nbs/05_ledger.ipynb #49fa4c9a
 def events(name: str | None = None) -> list[dict]:
     "The history of every deployment (or of one), oldest first."
     with transaction() as con:
         q = "SELECT name, version, event, detail, at FROM events" + (" WHERE name = ?" if name else "") + " ORDER BY id"
         return [dict(r) for r in con.execute(q, (name,) if name else ())]
 
-# %% ../nbs/05_ledger.ipynb #ec0c9d00
+# %% ../nbs/05_ledger.ipynb #b355de6c
 def live(name: str) -> dict | None:
     "The version of `name` currently in service, if any."
     return next((r for r in rows(name) if r["status"] == "serving"), None)
 
-# %% ../nbs/05_ledger.ipynb #d8fe43c8
+# %% ../nbs/05_ledger.ipynb #13713845
 def was_deployed(name: str, version: int) -> bool:
     "Whether this version ever passed its health check and served."
     return any(e["version"] == version and e["event"] == "deployed" for e in events(name))

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['Finite', 'OPEN_PATHS', 'column_type', 'row_model', 'columns_of_rows', 'rows_to_frame', 'onnx_feeds', 'sha256_of',
-           'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'Gate', 'as_json', 'score',
-           'make_service']
+           'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'is_json', 'Gate', 'as_json', 'refusal',
+           'score', 'make_service']
 
-# %% ../nbs/03_serving.ipynb #1297beb7
+# %% ../nbs/03_serving.ipynb #c0263ebd
 import hashlib
 import hmac
 import os
@@ -16,12 +16,11 @@ from typing import Annotated, Any, Literal, Optional
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import InvalidArgument
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.responses import JSONResponse
 
-# %% ../nbs/03_serving.ipynb #26d00621
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# %% ../nbs/03_serving.ipynb #d72af7ca
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-3.4e38, le=3.4e38)]  # within float32, which trees and ONNX use
 _kinds = {"number": Finite, "integer": int, "boolean": bool, "string": str, "category": str}
 
 def column_type(col: dict # one column of a schema: name, kind, categories, closed, nullable
@@ -107,9 +106,15 @@ def presented_key(headers: list) -> str:
     auth = h.get("authorization", "")
     return auth[7:] if auth.lower().startswith("bearer ") else h.get("x-api-key", "")
 
-# %% ../nbs/03_serving.ipynb #db74c476
+# %% ../nbs/03_serving.ipynb #b0f8cf20
+def is_json(headers: list) -> bool:
+    "Whether a request's Content-Type is JSON (or absent)."
+    ctype = next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), "")
+    return ctype.split(";")[0].strip().lower() in ("", "application/json")
+
+# %% ../nbs/03_serving.ipynb #bcb3aaa6
 class Gate:
-    "ASGI middleware: API-key check on every route but the health probes, and `GET /metadata`."
+    "ASGI middleware: API-key check on every route but the health probes, `GET /metadata`, JSON bodies only."
     def __init__(self, app, metadata: dict):
         self.app, self.metadata = app, metadata
         self.key = os.environ.get("NBDEPLOY_API_KEY") or None
@@ -122,6 +127,9 @@ class Gate:
             return await JSONResponse({"error": msg}, status_code=401)(scope, receive, send)
         if path == "/metadata" and scope["method"] in ("GET", "HEAD"):
             return await JSONResponse(self.served_metadata())(scope, receive, send)
+        if scope["method"] == "POST" and not is_json(scope["headers"]):
+            detail = [{"loc": ["header", "content-type"], "msg": "the body must be JSON: send 'Content-Type: application/json'"}]
+            return await JSONResponse({"error": "unsupported media type", "detail": detail}, status_code=415)(scope, receive, send)
         return await self.app(scope, receive, send)
 
     def served_metadata(self) -> dict:
@@ -129,18 +137,25 @@ class Gate:
         dep = {k: os.environ[f"NBDEPLOY_DEPLOYMENT_{k.upper()}"] for k in ("name", "version") if f"NBDEPLOY_DEPLOYMENT_{k.upper()}" in os.environ}
         return {**self.metadata, "deployment": dep or None}
 
-# %% ../nbs/03_serving.ipynb #40c9db62
+# %% ../nbs/03_serving.ipynb #2448e37d
 def as_json(a) -> list:
     "A prediction array as plain JSON values."
     return np.asarray(a).tolist()
 
-# %% ../nbs/03_serving.ipynb #5258d068
+# %% ../nbs/03_serving.ipynb #0421d238
+def refusal(msg: str) -> ValidationError:
+    "A 400 in the same shape as a schema violation (`error` and a `detail` list), for rows the model refuses."
+    return ValidationError.from_exception_data("Input", [{"type": "value_error", "loc": ("inputs",), "input": None, "ctx": {"error": ValueError(msg)}}])
+
 def score(fn, X):
     "Call a model method, turning a data error into a 400 that says what the model objected to."
     try: return fn(X)
-    except (ValueError, TypeError, KeyError, IndexError) as e: raise InvalidArgument(f"the model could not score these rows: {e}") from e
+    except Exception as e:
+        if isinstance(e, (ValueError, TypeError, KeyError, IndexError)) or type(e).__module__.startswith("onnxruntime"):
+            raise refusal(f"the model could not score these rows: {e}") from e
+        raise
 
-# %% ../nbs/03_serving.ipynb #e2ea6cd8
+# %% ../nbs/03_serving.ipynb #05ba58a3
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
                 ) -> type:
