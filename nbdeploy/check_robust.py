@@ -6,7 +6,7 @@
 __all__ = ['noise_stability', 'missing_robustness', 'unseen_categories', 'schema', 'data_checks', 'latency', 'model_size_mb',
            'package_versions']
 
-# %% ../nbs/14_check_robust.ipynb #b0e3c0a4
+# %% ../nbs/14_check_robust.ipynb #485ec916
 import importlib.metadata as im
 import pickle
 import platform
@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 from .check_explain import is_numeric
 
-# %% ../nbs/14_check_robust.ipynb #d2b9d473
+# %% ../nbs/14_check_robust.ipynb #f0db98f4
 def _changed(task:str, a, b) -> float:
     "Share of changed labels (classifiers) or mean |change| over the std of predictions (regressors)."
     a, b = np.asarray(a), np.asarray(b)
@@ -28,7 +28,7 @@ def _err(e:Exception) -> str:
     "A one-line description of an exception."
     return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
 
-# %% ../nbs/14_check_robust.ipynb #15ea3863
+# %% ../nbs/14_check_robust.ipynb #5daa7b33
 def noise_stability(model, X:pd.DataFrame, task:str, scale:float=0.01, seed:int=0) -> dict:
     "How predictions move when numeric columns get noise of `scale` x their std."
     rng, Xn = np.random.default_rng(seed), X.copy()
@@ -39,7 +39,7 @@ def noise_stability(model, X:pd.DataFrame, task:str, scale:float=0.01, seed:int=
     except Exception as e: return dict(columns=num, error=_err(e), change=None)
     return dict(columns=num, scale=scale, change=change)
 
-# %% ../nbs/14_check_robust.ipynb #dffd6c4d
+# %% ../nbs/14_check_robust.ipynb #50931616
 def missing_robustness(model, X:pd.DataFrame, task:str, share:float=0.1, seed:int=0) -> dict:
     "Per column: does predict survive `share` of its values missing, and how much do predictions change."
     rng, base, crashes, changes = np.random.default_rng(seed), np.asarray(model.predict(X)), {}, {}
@@ -47,13 +47,14 @@ def missing_robustness(model, X:pd.DataFrame, task:str, share:float=0.1, seed:in
     if not rows.any(): rows[0] = True
     for c in X.columns:
         Xm = X.copy()
-        Xm[c] = Xm[c].astype(float) if pd.api.types.is_integer_dtype(Xm[c]) else Xm[c]
+        if pd.api.types.is_bool_dtype(Xm[c]): Xm[c] = Xm[c].astype(object)      # bool and int columns cannot hold NaN
+        elif pd.api.types.is_integer_dtype(Xm[c]): Xm[c] = Xm[c].astype(float)
         Xm.loc[rows, c] = np.nan
         try: changes[c] = _changed(task, base, model.predict(Xm))
         except Exception as e: crashes[c] = _err(e)
     return dict(share=share, crashes=crashes, change=changes)
 
-# %% ../nbs/14_check_robust.ipynb #30e8ae6b
+# %% ../nbs/14_check_robust.ipynb #ecad4b02
 def unseen_categories(model, X:pd.DataFrame, task:str, value:str="__nbdeploy_unseen__") -> dict:
     "Per text column: does predict survive a category never seen in training."
     base, crashes, changes = np.asarray(model.predict(X)), {}, {}
@@ -64,7 +65,7 @@ def unseen_categories(model, X:pd.DataFrame, task:str, value:str="__nbdeploy_uns
         except Exception as e: crashes[c] = _err(e)
     return dict(crashes=crashes, change=changes)
 
-# %% ../nbs/14_check_robust.ipynb #8741eb72
+# %% ../nbs/14_check_robust.ipynb #de6a934f
 def schema(X:pd.DataFrame, max_categories:int=20) -> list:
     "Name, dtype, nullability and range or categories of each column."
     out = []
@@ -77,7 +78,7 @@ def schema(X:pd.DataFrame, max_categories:int=20) -> list:
         out.append(d)
     return out
 
-# %% ../nbs/14_check_robust.ipynb #b3460d9e
+# %% ../nbs/14_check_robust.ipynb #2a25ec46
 def _shift(a:pd.Series, b:pd.Series) -> tuple:
     "(test name, effect size, p-value) comparing two samples of one column."
     a, b = a.dropna(), b.dropna()
@@ -91,7 +92,7 @@ def _shift(a:pd.Series, b:pd.Series) -> tuple:
     if len(t) < 2: return "chi2", tvd, 1.0
     return "chi2", tvd, float(stats.chi2_contingency(t.to_numpy().T)[1])
 
-# %% ../nbs/14_check_robust.ipynb #e6d8fd76
+# %% ../nbs/14_check_robust.ipynb #b83a5cc6
 def data_checks(X_test:pd.DataFrame, # test features
                 X_train:pd.DataFrame|None=None, # training features, for shift
                 max_rows:int=5000, # sample size for the shift tests
@@ -114,10 +115,11 @@ def data_checks(X_test:pd.DataFrame, # test features
     out["sampled_rows"] = [len(a), len(b)]
     return out
 
-# %% ../nbs/14_check_robust.ipynb #c9538845
+# %% ../nbs/14_check_robust.ipynb #f3efd745
 def latency(model, X:pd.DataFrame, single:int=30, batch_rows:int=1000, batches:int=5) -> dict:
     "p50/p99 in ms of single-row and batch predict calls."
     rows = [X.iloc[[i % len(X)]] for i in range(single)]
+    for r in rows[:3]: model.predict(r)    # warm-up: lazy imports, thread pools, caches
     ts = []
     for r in rows:
         t = time.perf_counter(); model.predict(r); ts.append((time.perf_counter() - t) * 1e3)
@@ -128,7 +130,7 @@ def latency(model, X:pd.DataFrame, single:int=30, batch_rows:int=1000, batches:i
                 batch_rows=len(B), batch_p50_ms=float(np.percentile(tb, 50)), batch_p99_ms=float(np.percentile(tb, 99)),
                 rows_per_s=float(len(B) / max(np.percentile(tb, 50) / 1e3, 1e-9)))
 
-# %% ../nbs/14_check_robust.ipynb #52371fd1
+# %% ../nbs/14_check_robust.ipynb #a27e385d
 def model_size_mb(model) -> float|None:
     "Size of the pickled model in MB (cloudpickle when plain pickle cannot), None if it cannot be pickled."
     try: return len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6
@@ -138,7 +140,7 @@ def model_size_mb(model) -> float|None:
             return len(cloudpickle.dumps(model)) / 1e6
         except Exception: return None
 
-# %% ../nbs/14_check_robust.ipynb #e595d2ac
+# %% ../nbs/14_check_robust.ipynb #5d5bfac4
 def _modules(obj, seen:set, depth:int=0) -> set:
     "Modules of the classes that make up `obj` (steps, parameters, attributes), recursively."
     if id(obj) in seen or depth > 6 or isinstance(obj, (str, bytes, int, float, bool, type(None), np.ndarray, pd.DataFrame, pd.Series)): return set()
@@ -149,7 +151,7 @@ def _modules(obj, seen:set, depth:int=0) -> set:
     for v in getattr(obj, "__dict__", {}).values(): mods |= _modules(v, seen, depth + 1)
     return mods
 
-# %% ../nbs/14_check_robust.ipynb #0413a630
+# %% ../nbs/14_check_robust.ipynb #5dfd52fd
 def package_versions(model) -> dict:
     "Python and the versions of the packages the model's classes come from, plus any classes defined in __main__."
     dists, pk, custom = im.packages_distributions(), {}, []

@@ -147,6 +147,21 @@ def test_pipeline_with_string_categories_and_lime(arrests):
     assert any(w[0].startswith(("sex=", "employed=", "citizen=")) for l in r.explanations["lime"] for w in l["weights"])
 
 
+def test_mixed_dtypes_bool_category_and_gaps():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 5, n), "flag": rng.random(n) < 0.5,
+                       "cat": pd.Categorical(rng.choice(["x", "y", "z"], n))})
+    df.loc[rng.random(n) < 0.1, "a"] = np.nan
+    y = np.where(df.a.fillna(0) + (df.cat == "x") > 0.3, "hi", "lo")
+    hgb = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(df, y)
+    r = check(hgb, df, y, sensitive=rng.choice(["u", "v", None], n), progress=False, lime_rows=1, shap_rows=20)
+    assert r.verdict in ("pass", "warn") and set(r.explanations["shap"]["importance"]) == set(df.columns)
+    assert "missing" in {row["group"] for row in r.fairness["attributes"]["sensitive"]["by_group"]}
+    assert not r.robustness["missing"]["crashes"] and json.loads(r.to_json())["data"]["nulls"]["a"] > 0
+
+
 # --- fairness equals fairlearn --------------------------------------------------------------------------------
 
 def test_fairness_numbers_equal_fairlearn(arrests):
