@@ -80,11 +80,14 @@ def verified_path(ref, entry: dict) -> str:
     if sha256_of(path) != entry["sha256"]: raise RuntimeError(f"{path} does not match its recorded SHA-256; refusing to load it")
     return path
 
-# %% ../nbs/03_serving.ipynb #2b470dbd
+# %% ../nbs/03_serving.ipynb #db7246bb
 def load_verified(ref) -> Any:
     "Load the model stored in a BentoML model `ref`, after checking its file against the recorded hash."
     meta = ref.info.metadata
     path = verified_path(ref, meta)
+    if meta["format"] == "skops":
+        import skops.io as sio
+        return sio.load(path, trusted=meta.get("trusted") or [])
     if meta["format"] == "cloudpickle":
         import cloudpickle
         with open(path, "rb") as f: return cloudpickle.load(f)

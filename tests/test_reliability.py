@@ -196,3 +196,20 @@ def test_a_full_disk_while_packaging_is_a_clear_error(tiny_disk, monkeypatch):
                          env={**os.environ, "NBDEPLOY_HOME": str(tiny_disk), "BENTOML_HOME": str(tiny_disk / "bentoml")}, timeout=300)
     assert out.returncode == 3, out.stderr[-2000:]
     assert b"disk is full" in out.stdout, out.stdout[-2000:]
+
+
+# --- safe storage -------------------------------------------------------------------------------------------------
+
+def test_safe_packaging_stores_with_skops_and_trusts_only_named_types():
+    import bentoml
+    import numpy as np
+    from tests.models import cancer_forest
+    model, X, y = cancer_forest(5)
+    with pytest.raises(nd.PackagingError, match="sklearn.tree._tree.Tree"):
+        nd.package(model, "safe-forest", sample=X[:20], safe=True)
+    bento = nd.package(model, "safe-forest", sample=X[:20], safe=True, trusted=["sklearn.tree._tree.Tree"], runtime="native")
+    meta = bentoml.models.get(bento.info.models[0].tag).info.metadata
+    assert meta["format"] == "skops" and meta["trusted"] == ["sklearn.tree._tree.Tree"]
+    dep = nd.deploy(bento, name="safe-forest")
+    np.testing.assert_array_equal(dep.predict(X[:30]), model.predict(X[:30]))
+    dep.stop()
