@@ -83,6 +83,14 @@ def test_metadata_health_and_metrics(churn):
     assert "bentoml_service_request_total" in metrics
 
 
+def test_sagemaker_contract_ping_and_invocations(churn):
+    pipe, df, dep = churn
+    assert requests.get(f"{dep.url}/ping", timeout=10).status_code == 200
+    r = post(dep, {"inputs": df.head(2).to_dict(orient="records")}, route="/invocations")
+    assert r.status_code == 200 and r.json()["predictions"] == pipe.predict(df.head(2)).tolist()
+    assert post(dep, {"inputs": []}, route="/invocations").status_code == 400
+
+
 def test_unseen_category_allowed_where_the_pipeline_takes_it(churn):
     pipe, df, dep = churn
     row = {**df.head(1).to_dict(orient="records")[0], "region": "west"}
