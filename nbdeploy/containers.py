@@ -7,7 +7,7 @@ __all__ = ['APP_USER', 'APP_UID', 'APP_HOME', 'BENTO_DIR', 'VENV', 'containerfil
            'image_python', 'wheelhouse', 'kernel_versions', 'version_diff', 'verify_image', 'image_labels', 'image_tag',
            'containerize']
 
-# %% ../nbs/31_containerize.ipynb #64b4d6a8
+# %% ../nbs/31_containerize.ipynb #1a0a29f9
 import hashlib, json, os, shutil, subprocess, sys, tempfile, time
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +19,7 @@ from .config import bentoml_home, subdir
 from .errors import DeployError, PackagingError
 from .images import IMAGE_CA_PATH, base_image as make_base_image, ca_env, engine, host_ca_bundle, stream_build
 
-# %% ../nbs/31_containerize.ipynb #e55025d5
+# %% ../nbs/31_containerize.ipynb #1fcffe00
 APP_USER, APP_UID = "nbdeploy", 10001
 APP_HOME = f"/home/{APP_USER}"
 BENTO_DIR = f"{APP_HOME}/bento"
@@ -42,7 +42,7 @@ def containerfile(base: str, # the base image: Debian-like, with python3 and its
         "COPY requirements.txt /tmp/requirements.txt",
         *(["COPY wheels /tmp/wheels"] if offline else []),
         f"RUN {VENV}/bin/pip install --no-cache-dir --disable-pip-version-check {pip_src} -r /tmp/requirements.txt"
-        f" && rm -rf {prune}",
+        f" && rm -rf {prune} && {VENV}/bin/python -m pip uninstall -y -q pip",
         "",
         f"FROM {base}", *ca,
         f"RUN useradd --uid {APP_UID} --create-home --shell /usr/sbin/nologin {APP_USER}",
@@ -57,7 +57,7 @@ def containerfile(base: str, # the base image: Debian-like, with python3 and its
         "(os.environ['HOST'], os.environ['PORT']), timeout=2)\"",
         'CMD ["sh", "-c", "exec bentoml serve . --host \\"$HOST\\" --port \\"$PORT\\""]', ""])
 
-# %% ../nbs/31_containerize.ipynb #f147bdd2
+# %% ../nbs/31_containerize.ipynb #0332a9e6
 def get_bento(bento) -> bentoml.Bento:
     "A `bentoml.Bento` from a Bento or its tag; `PackagingError` if the store does not have it."
     if isinstance(bento, bentoml.Bento): return bento
@@ -80,7 +80,7 @@ def _copy_bento(bento: bentoml.Bento, dest: Path):
     (dest/"models").mkdir(exist_ok=True)
     for m in info.all_models: BentoModel.from_info(m).resolve(dest/"models")
 
-# %% ../nbs/31_containerize.ipynb #78f1a0ac
+# %% ../nbs/31_containerize.ipynb #c6f703ce
 def image_python(client, base: str) -> str:
     "The `major.minor` Python version of `base`."
     out = client.containers.run(base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -108,7 +108,7 @@ def wheelhouse(requirements: list[str], # exact pins
     req.unlink(); (d/".complete").touch()
     return d
 
-# %% ../nbs/31_containerize.ipynb #6bffacc5
+# %% ../nbs/31_containerize.ipynb #3c18c477
 _CHECK = """
 import json, sys, importlib.metadata as md
 import bentoml
@@ -134,7 +134,7 @@ def version_diff(kernel: dict, image: dict) -> list[str]:
     "Lines naming each library whose version differs between kernel and image (ignoring ones the kernel lacks)."
     return [f"{n}: kernel {v}, image {image.get(n)}" for n, v in kernel.items() if v is not None and image.get(n) != v]
 
-# %% ../nbs/31_containerize.ipynb #e2156092
+# %% ../nbs/31_containerize.ipynb #3e156f59
 def verify_image(image: str, # the built image's tag
                  requirements: list[str], # the pins it was built from
                  kernel: dict | None = None, # versions to compare with; default this kernel's
@@ -160,7 +160,7 @@ def verify_image(image: str, # the built image's tag
                              "may not behave as it did here; pin the kernel's versions and rebuild:\n  " + "\n  ".join(diff))
     return versions
 
-# %% ../nbs/31_containerize.ipynb #ce57385c
+# %% ../nbs/31_containerize.ipynb #132cc987
 def image_labels(bento: bentoml.Bento) -> dict:
     "OCI and nbdeploy labels for the image of `bento`: model name, version, readiness verdict and Bento tag."
     labels = bento.info.labels or {}
@@ -176,7 +176,7 @@ def image_tag(bento: bentoml.Bento) -> str:
     "The image tag nbdeploy gives `bento`: `nbdeploy/<name>:<bento version>`."
     return f"nbdeploy/{bento.tag.name.lower()}:{bento.tag.version}"
 
-# %% ../nbs/31_containerize.ipynb #6b02697d
+# %% ../nbs/31_containerize.ipynb #84857dc3
 def containerize(bento, # a `bentoml.Bento` (from `nd.package`) or its tag
                  base_image: str | None = None, # base image with python3 + venv; default `nd.base_image()`, made if missing
                  offline: bool = False, # build from a host-side wheelhouse with no network inside the build

@@ -24,6 +24,20 @@ def _engine_answers() -> bool:
         return False
 
 
+def _clean_up(client):
+    "Stop this session's docker deployments still serving and remove the images built from this session's Bentos (the base image stays cached)."
+    import bentoml
+    import nbdeploy as nd
+    from nbdeploy import ledger
+    for row in ledger.rows():
+        if row["target"].startswith("docker") and row["status"] in ("serving", "starting", "dead"):
+            try: nd.Deployment(row["name"], row["version"]).stop()
+            except Exception as e: print(f"could not stop {row['name']} v{row['version']}: {e}")
+    for b in bentoml.list():
+        try: client.images.remove(f"nbdeploy/{b.tag.name.lower()}:{b.tag.version}", force=True)
+        except Exception: pass
+
+
 @pytest.fixture(scope="session")
 def docker_engine():
     "A docker SDK client on a real engine: the one that answers, else one started by scripts/docker-engine.sh (and stopped at the end)."
@@ -42,6 +56,7 @@ def docker_engine():
     import docker
     client = docker.from_env(timeout=600)
     yield client
+    _clean_up(client)
     client.close()
     if started:  # stop the dockerd this fixture started, by its recorded PID
         subprocess.run(["bash", str(SCRIPT), "stop"], env={**os.environ, "NBDEPLOY_DOCKERD_DIR": str(started[0])},
