@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['HEADLINE', 'json_safe', 'verdict_of', 'Report', 'check']
 
-# %% ../nbs/15_check.ipynb #7cc2092e
+# %% ../nbs/15_check.ipynb #05c5e7f5
 import dataclasses
 import datetime as dt
 import html
@@ -17,13 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from .errors import InputError
 from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs, positive_class)
 from .check_metrics import (task_metrics, baseline_metrics, primary_metric, calibration, merge_thresholds, judge, model_classes)
-from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows, fig_to_b64, focus
+from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows, fig_to_b64, new_figure
 from .check_fairness import fairness, fairness_plot
 from .check_robust import (noise_stability, missing_robustness, unseen_categories, data_checks, latency, model_size_mb, package_versions)
 
@@ -226,14 +223,15 @@ def _save(self, path, # .json, .html or .md
 
 Report.save = _save
 
-# %% ../nbs/15_check.ipynb #9796b52a
+# %% ../nbs/15_check.ipynb #ead8864d
 def _sample(X:pd.DataFrame, n:int, seed:int) -> pd.DataFrame:
     "At most `n` rows of X, sampled reproducibly, in their original order."
     return X if len(X) <= n else X.sample(n, random_state=seed).sort_index()
 
 def _calibration_plot(cal:dict) -> str:
     "Reliability diagram as a base64 PNG."
-    fig, ax = plt.subplots(figsize=(3.2, 3))
+    fig = new_figure(figsize=(3.2, 3))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ":", color="grey"); ax.plot(cal["prob_pred"], cal["prob_true"], "o-")
     ax.set_xlabel("mean predicted probability", fontsize=8); ax.set_ylabel("observed frequency", fontsize=8)
     ax.set_title(f"calibration (ECE {cal['ece']:.3f})", fontsize=9)

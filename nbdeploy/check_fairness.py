@@ -5,16 +5,13 @@
 # %% auto #0
 __all__ = ['group_metrics', 'attributes', 'fairness_one', 'fairness', 'fairness_plot']
 
-# %% ../nbs/13_check_fairness.ipynb #b41ebea2
+# %% ../nbs/13_check_fairness.ipynb #c18d34a0
 import numpy as np
 import pandas as pd
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from fairlearn.metrics import MetricFrame, selection_rate, true_positive_rate, false_positive_rate, false_negative_rate
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from .check_metrics import judge
-from .check_explain import fig_to_b64
+from .check_explain import fig_to_b64, new_figure
 
 # %% ../nbs/13_check_fairness.ipynb #ef359c63
 def _mean_pred(y_true, y_pred) -> float:
@@ -85,13 +82,14 @@ def fairness(y:pd.Series, # true labels or values
     section["notes"] = notes
     return section, gates
 
-# %% ../nbs/13_check_fairness.ipynb #a85baeab
+# %% ../nbs/13_check_fairness.ipynb #58fd5a31
 def fairness_plot(section:dict, task:str) -> str|None:
     "Bar charts of the selection rate (binary), accuracy (multiclass) or MAE (regression) per group, as a base64 PNG."
     key = {"binary": "selection_rate", "multiclass": "accuracy", "regression": "mae"}[task]
     atts = section["attributes"]
     if not atts: return None
-    fig, axes = plt.subplots(1, len(atts), figsize=(3.2 * len(atts), 2.6), squeeze=False)
+    fig = new_figure(figsize=(3.2 * len(atts), 2.6))
+    axes = fig.subplots(1, len(atts), squeeze=False)
     for ax, (name, r) in zip(axes[0], atts.items()):
         groups = [" / ".join(str(v) for k, v in row.items() if k not in group_metrics(task)) for row in r["by_group"]]
         ax.bar(groups, [row[key] for row in r["by_group"]], color="#4c72b0")
