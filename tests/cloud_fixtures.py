@@ -1,0 +1,102 @@
+"""Pytest plugin: real services on 127.0.0.1 for the registry, SageMaker and Kubernetes tests.
+
+- `registry`: Debian's `docker-registry` (distribution 2.8) with its own config and storage, started here.
+- `moto_server`: moto in server mode (`moto_server`), the real boto3 client talks HTTP to it.
+Each is started as its own process and stopped by the PID recorded here, in the fixture's finaliser.
+Load it with `pytest_plugins = [..., "tests.cloud_fixtures"]` in tests/conftest.py.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 nothing listens on now."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    "Wait until `url` answers at all; fail with the log tail if `proc` exits or time runs out."
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None: pytest.fail(f"{proc.args[0]} exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException: time.sleep(0.2)
+    pytest.fail(f"{url} did not answer within {timeout} s:\n{log.read_text()[-2000:]}")
+
+
+def stop_pid(proc: subprocess.Popen) -> None:
+    "Stop the process we started, by its PID: TERM, then KILL after 10 s."
+    if proc.poll() is None:
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+
+
+REGISTRY_CONFIG = """version: 0.1
+log: {{level: warn}}
+storage:
+  filesystem: {{rootdirectory: {root}}}
+  delete: {{enabled: true}}
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+@pytest.fixture(scope="session")
+def registry(docker_engine):
+    "A real OCI registry (Debian's docker-registry) on 127.0.0.1: its `host:port`."
+    exe = shutil.which("docker-registry")
+    if not exe: pytest.skip("docker-registry is not installed: apt-get install -y docker-registry")
+    d = Path(tempfile.mkdtemp(prefix="nbdeploy-registry-"))
+    port = free_port()
+    (d/"config.yml").write_text(REGISTRY_CONFIG.format(root=d/"data", port=port))
+    log = d/"registry.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([exe, "serve", str(d/"config.yml")], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/", proc, log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_pid(proc)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    "moto in server mode on 127.0.0.1, started as its own process: its endpoint URL."
+    exe = shutil.which("moto_server")
+    if not exe: pytest.skip("moto's server is not installed: pip install 'moto[server]'")
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="nbdeploy-moto-"))/"moto.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/moto-api/", proc, log)
+        yield url
+    finally: stop_pid(proc)
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    "Environment pointing every boto3 client at the moto server, with dummy credentials and a region."
+    for k, v in {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"): monkeypatch.delenv(k, raising=False)
+    yield moto_server
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
