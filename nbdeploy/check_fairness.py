@@ -82,7 +82,7 @@ def fairness(y:pd.Series, # true labels or values
     section["notes"] = notes
     return section, gates
 
-# %% ../nbs/13_check_fairness.ipynb #58fd5a31
+# %% ../nbs/13_check_fairness.ipynb #dc5cc5cb
 def fairness_plot(section:dict, task:str) -> str|None:
     "Bar charts of the selection rate (binary), accuracy (multiclass) or MAE (regression) per group, as a base64 PNG."
     key = {"binary": "selection_rate", "multiclass": "accuracy", "regression": "mae"}[task]
@@ -91,7 +91,7 @@ def fairness_plot(section:dict, task:str) -> str|None:
     fig = new_figure(figsize=(3.2 * len(atts), 2.6))
     axes = fig.subplots(1, len(atts), squeeze=False)
     for ax, (name, r) in zip(axes[0], atts.items()):
-        groups = [" / ".join(str(v) for k, v in row.items() if k not in group_metrics(task)) for row in r["by_group"]]
+        groups = [" / ".join(str(v) for k, v in row.items() if k not in group_metrics(task) and k != "count") for row in r["by_group"]]
         ax.bar(groups, [row[key] for row in r["by_group"]], color="#4c72b0")
         ax.set_title(str(name), fontsize=9); ax.set_ylabel(key.replace("_", " "), fontsize=8); ax.tick_params(labelsize=7, axis="x", rotation=30)
     fig.tight_layout()
