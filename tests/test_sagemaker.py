@@ -1,0 +1,119 @@
+"""The sagemaker target: real boto3 over HTTP against moto in server mode, and the SageMaker image run on a real engine.
+
+What moto emulates here: the SageMaker control plane (CreateModel, CreateEndpointConfig, CreateEndpoint,
+DescribeEndpoint, Delete*; endpoints are InService at once), and ECR's API (CreateRepository,
+DescribeRepositories, GetAuthorizationToken). What it does not: UpdateEndpoint (moto 5.2 answers 500), name clashes
+(it overwrites a model of the same name), running the container, and a registry that accepts layers — the image
+bytes go to Debian's docker-registry on 127.0.0.1 instead (`SageMakerTarget(registry=...)`).
+"""
+import json
+import time
+
+import boto3
+import numpy as np
+import pytest
+import requests
+
+from nbdeploy import ledger
+from nbdeploy.errors import DeployError, InputError
+from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, sm_name
+from tests.cloud_fixtures import free_port
+from tests.docker_fixtures import iris_model
+
+ROLE = "arn:aws:iam::123456789012:role/nbdeploy-sagemaker"
+
+
+def test_image_answers_ping_and_invocations(docker_engine, iris_image):
+    "Run the SageMaker image as SageMaker does (`docker run IMAGE serve`), on loopback; /ping and /invocations answer."
+    bento, tag, _ = iris_image
+    image = sagemaker_image(tag)
+    assert sagemaker_image(tag) == image  # built once
+    port = free_port()
+    c = docker_engine.containers.run(image, ["serve"], detach=True, network_mode="host",
+                                     environment={"HOST": "127.0.0.1", "PORT": str(port)})
+    try:
+        url, end = f"http://127.0.0.1:{port}", time.monotonic() + 90
+        while time.monotonic() < end:
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200: break
+            except requests.RequestException: pass
+            c.reload(); assert c.status == "running", c.logs().decode()[-2000:]
+            time.sleep(0.5)
+        assert requests.get(f"{url}/ping", timeout=5).status_code == 200
+        model, X, _ = iris_model()
+        rows = X.head(5).to_dict(orient="records")
+        r = requests.post(f"{url}/invocations", json={"inputs": rows}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"] == model.predict(X.head(5)).tolist()
+        bad = requests.post(f"{url}/invocations", json={"inputs": [{"nope": 1}]}, timeout=30)
+        assert bad.status_code == 400 and "sepal" in bad.text
+    finally: c.remove(force=True)
+
+
+def _row(name, version, bento, started):
+    "The ledger row `rollout` would have recorded after `start`."
+    ledger.update(name, version, "started", started["url"], url=started["url"], handle=started["handle"], image=started["image"])
+    return ledger.get(name, version)
+
+
+def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch):
+    bento, _, _ = iris_image
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    t = SageMakerTarget(role=ROLE, registry=registry, wait=30)
+    sm, ecr = boto3.client("sagemaker"), boto3.client("ecr")
+    name = "iris-sm"
+    row1 = ledger.begin(name, "sagemaker", str(bento.tag))
+    started = t.start(bento, name, row1["version"], {"NBDEPLOY_API_KEY": "secret", "NBDEPLOY_DEPLOYMENT_NAME": name})
+    row1 = _row(name, row1["version"], bento, started)
+    t.wait_ready(row1)
+    assert t.alive(row1)
+    h = json.loads(row1["handle"])
+    # every resource exists in moto, named after the deployment and version, pointing at the pushed image
+    assert ecr.describe_repositories(repositoryNames=["nbdeploy/iris-sm"])["repositories"]
+    model = sm.describe_model(ModelName=h["model"])
+    assert model["PrimaryContainer"]["Image"] == started["image"] and model["ExecutionRoleArn"] == ROLE
+    assert "NBDEPLOY_API_KEY" not in model["PrimaryContainer"].get("Environment", {})
+    cfg = sm.describe_endpoint_config(EndpointConfigName=h["config"])
+    assert cfg["ProductionVariants"][0]["ModelName"] == h["model"] == "iris-sm-v1"
+    ep = sm.describe_endpoint(EndpointName="iris-sm")
+    assert ep["EndpointStatus"] == "InService" and ep["EndpointConfigName"] == "iris-sm-v1"
+    assert started["url"].endswith("/endpoints/iris-sm/invocations")
+    # the image really is in the registry under the ECR repository's name
+    repo, digest = started["image"].split("@")
+    assert requests.get(f"http://{registry}/v2/nbdeploy/iris-sm/tags/list", timeout=10).json()["tags"] == [repo.rsplit(":", 1)[1]]
+    assert "InService on iris-sm-v1" in t.logs(row1)
+
+    # an update: moto has no UpdateEndpoint, so this exercises the failure path for real — the new version's model and
+    # config are removed again and the endpoint still serves v1
+    row2 = ledger.begin(name, "sagemaker", str(bento.tag))
+    with pytest.raises(DeployError, match="Removed again: endpoint_config iris-sm-v2, model iris-sm-v2"):
+        t.start(bento, name, row2["version"], {})
+    names = [m["ModelName"] for m in sm.list_models()["Models"]]
+    assert names == ["iris-sm-v1"]
+    assert sm.describe_endpoint(EndpointName="iris-sm")["EndpointConfigName"] == "iris-sm-v1"
+
+    # a clash: a leftover model with the next version's name (from an earlier ledger) is named, nothing is created
+    sm.create_model(ModelName="iris-sm-v3", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": started["image"]})
+    with pytest.raises(DeployError, match="name is taken.*iris-sm-v3"):
+        t.start(bento, name, 3, {})
+    assert sm.describe_endpoint(EndpointName="iris-sm")["EndpointConfigName"] == "iris-sm-v1"
+
+    # stop (delete): endpoint, config and model go
+    t.stop(row1)
+    assert not t.alive(row1)
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-sm-v3"]
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == [] and sm.list_endpoints()["Endpoints"] == []
+    assert "does not exist" in t.logs(row1)
+
+
+def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
+    bento, _, _ = iris_image
+    with pytest.raises(InputError, match="letters, digits and dashes"): sm_name("x" * 70, 1)
+    monkeypatch.delenv("NBDEPLOY_SAGEMAKER_ROLE", raising=False)
+    with pytest.raises(InputError, match="IAM execution role"): SageMakerTarget().start(bento, "iris", 1, {})
+    # no credentials at all: boto3's own lookup fails, and the error says where credentials come from
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"): monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"); monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(DeployError, match="no AWS credentials"):
+        SageMakerTarget(role=ROLE).start(bento, "iris", 1, {})
