@@ -6,9 +6,12 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/20_api.ipynb #9e15fc3b
+# %% ../nbs/20_api.ipynb #3af95a81
 from . import config as config
 from .errors import CheckFailed, DeployError, InputError, NbdeployError, NotFoundError, PackagingError
 from .check import Report, check
 from .package import package, load_model
+from .images import base_image
+from .containers import containerize
 from .deploy import Deployment, deploy, deployment, deployments, register_target, rollback, stop
+from . import docker_target as docker_target  # registers target="docker"

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['Finite', 'OPEN_PATHS', 'ALIASES', 'column_type', 'row_model', 'columns_of_rows', 'rows_to_frame', 'onnx_feeds',
            'sha256_of', 'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'is_json', 'Gate', 'as_json',
-           'refusal', 'score', 'make_service']
+           'refusal', 'ascore', 'score', 'Coalescer', 'join', 'make_service']
 
-# %% ../nbs/03_serving.ipynb #c0263ebd
+# %% ../nbs/03_serving.ipynb #9622254c
+import asyncio
 import hashlib
 import hmac
 import os
@@ -147,10 +148,17 @@ def as_json(a) -> list:
     "A prediction array as plain JSON values."
     return np.asarray(a).tolist()
 
-# %% ../nbs/03_serving.ipynb #0421d238
+# %% ../nbs/03_serving.ipynb #8e566507
 def refusal(msg: str) -> ValidationError:
     "A 400 in the same shape as a schema violation (`error` and a `detail` list), for rows the model refuses."
     return ValidationError.from_exception_data("Input", [{"type": "value_error", "loc": ("inputs",), "input": None, "ctx": {"error": ValueError(msg)}}])
+
+async def ascore(fn, X):
+    "`score` for an async model call."
+    try: return await fn(X)
+    except Exception as e:
+        if isinstance(e, (ValueError, TypeError, KeyError, IndexError)): raise refusal(f"the model could not score these rows: {e}") from e
+        raise
 
 def score(fn, X):
     "Call a model method, turning a data error into a 400 that says what the model objected to."
@@ -160,7 +168,48 @@ def score(fn, X):
             raise refusal(f"the model could not score these rows: {e}") from e
         raise
 
-# %% ../nbs/03_serving.ipynb #05ba58a3
+# %% ../nbs/03_serving.ipynb #7bcf9c61
+class Coalescer:
+    "Score concurrent requests in shared model calls: those that arrive while the model is busy go together."
+    def __init__(self, fn, # model method taking a frame or array
+                 max_rows: int, # the most rows in one call
+                ):
+        self.fn, self.max_rows, self.waiting, self.busy, self.task = fn, max_rows, [], False, None
+
+    async def __call__(self, X):
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting.append((X, fut))
+        if not self.busy:
+            self.busy = True
+            self.task = asyncio.create_task(self.drain())
+        return await fut
+
+    async def drain(self):
+        try:
+            while self.waiting:
+                batch, n = [], 0
+                while self.waiting and (not batch or n + len(self.waiting[0][0]) <= self.max_rows):
+                    batch.append(self.waiting.pop(0)); n += len(batch[-1][0])
+                await self.run(batch)
+        finally: self.busy = False
+
+    async def run(self, batch: list):
+        try: out = await asyncio.to_thread(self.fn, join([x for x, _ in batch]))
+        except Exception as e:
+            if len(batch) == 1: return batch[0][1].set_exception(e)
+            for item in batch: await self.run([item])
+            return
+        i = 0
+        for x, fut in batch:
+            fut.set_result(out[i:i + len(x)]); i += len(x)
+
+# %% ../nbs/03_serving.ipynb #06838828
+def join(parts: list):
+    "One frame or array from several, in order."
+    if len(parts) == 1: return parts[0]
+    return pd.concat(parts, ignore_index=True) if isinstance(parts[0], pd.DataFrame) else np.concatenate(parts)
+
+# %% ../nbs/03_serving.ipynb #a50cfccb
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
                 ) -> type:
@@ -191,15 +240,21 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
                 @bentoml.api(route="/predict_proba")
                 async def predict_proba(self, inputs: Inputs) -> Probabilities:
                     return Probabilities(probabilities=as_json(self.run(inputs)[1]), classes=spec["classes"])
-        else:  # milliseconds of Python a call: BentoML runs sync APIs in its thread pool
+        else:  # milliseconds of Python a call: concurrent requests share calls, off the event loop
+            def batcher(self, method: str) -> Coalescer:
+                key = f"_coalesce_{method}"  # not the API's own name, which BentoML looks up on the instance
+                if key not in self.__dict__: self.__dict__[key] = Coalescer(getattr(self.est, method), spec["max_rows"])
+                return self.__dict__[key]
+
             @bentoml.api(route="/predict")
-            def predict(self, inputs: Inputs) -> Predictions:
-                return Predictions(predictions=as_json(score(self.est.predict, rows_to_frame(inputs, schema))))
+            async def predict(self, inputs: Inputs) -> Predictions:
+                X = rows_to_frame(inputs, schema)
+                return Predictions(predictions=as_json(await ascore(self.batcher("predict"), X)))
 
             if spec.get("proba"):
                 @bentoml.api(route="/predict_proba")
-                def predict_proba(self, inputs: Inputs) -> Probabilities:
-                    p = score(self.est.predict_proba, rows_to_frame(inputs, schema))
+                async def predict_proba(self, inputs: Inputs) -> Probabilities:
+                    p = await ascore(self.batcher("predict_proba"), rows_to_frame(inputs, schema))
                     return Probabilities(probabilities=as_json(p), classes=as_json(self.est.classes_))
 
     Svc.add_asgi_middleware(Gate, metadata=spec["metadata"])
