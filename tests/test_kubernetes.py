@@ -1,0 +1,279 @@
+"""The kubernetes target and nd.manifests.
+
+What runs against real software here:
+- every manifest is validated against the real Kubernetes OpenAPI schemas (kubernetes-validate, strict, the latest
+  version it ships and the oldest still supported upstream), and decoded by the real kubectl (`kubectl annotate --local
+  --dry-run=client`: kubectl's own parser and REST mapping, no server);
+- the read-only root filesystem, non-root user and scratch mounts the Deployment asks for are run for real on the Docker
+  engine (the same image, `read_only` with tmpfs at the emptyDir paths, as uid 10001): the service gets ready;
+- the target's client path runs the official `kubernetes` client over real HTTP.
+
+What could not run: no Kubernetes API server can be had on this machine (Debian bookworm ships only kubectl 1.20,
+no kube-apiserver; no PyPI package ships one; image pulls for kind/k3s are impossible). So the client path talks to
+`ApiStub` below: a small HTTP server on 127.0.0.1 that checks what a real API server checks for server-side apply
+(PATCH with `application/apply-patch+yaml`, `fieldManager` present, `force` allowed, body schema-valid against the
+same OpenAPI schemas, else 422) and reports a Deployment as rolled out at once (or stalled, for an image whose name
+says so). It is a stub, not Kubernetes: no scheduling, no pods, no ReplicaSets. `kubectl apply --dry-run=client` needs
+an API server for discovery and OpenAPI download, so it is not run.
+"""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import kubernetes_validate
+import pytest
+import requests
+import yaml
+
+import nbdeploy.kubernetes as k8s
+from nbdeploy import ledger
+from nbdeploy.errors import DeployError, InputError
+from tests.cloud_fixtures import free_port
+
+VERSIONS = [kubernetes_validate.latest_version(), "1.32.0"]
+
+
+def _objs(**kw):
+    return list(yaml.safe_load_all(k8s.manifests("127.0.0.1:5000/nbdeploy/iris:v1", name="iris", **kw)))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_manifest_is_valid_against_the_openapi_schemas(version):
+    objs = _objs() + k8s.manifest_objects("r:5000/iris:1", "iris", "models", version=3, api_key="s")
+    for o in objs: kubernetes_validate.validate(o, version, strict=True)
+    # KServe's InferenceService has no schema in kubernetes-validate: its predictor is a PodSpec plus KServe's
+    # component fields, so the PodSpec part is validated as a Pod.
+    isvc = _objs(kserve=True)[0]
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+    pod = {k: v for k, v in isvc["spec"]["predictor"].items() if k not in ("minReplicas", "maxReplicas")}
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod}, version, strict=True)
+
+
+def test_the_schema_check_catches_a_broken_manifest():
+    d = _objs()[-1]
+    d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = [0]
+    with pytest.raises(kubernetes_validate.ValidationError): kubernetes_validate.validate(d, VERSIONS[0], strict=True)
+    d = _objs()[-1]
+    d["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError): kubernetes_validate.validate(d, VERSIONS[0], strict=True)
+
+
+def test_manifest_contents(tmp_path):
+    p = tmp_path/"iris.yaml"
+    text = k8s.manifests("127.0.0.1:5000/nbdeploy/iris:v1", name="iris", path=p, replicas=3, max_replicas=7, memory_limit="3Gi")
+    assert p.read_text() == text
+    svc, hpa, pdb, dep = _objs(replicas=3, max_replicas=7, memory_limit="3Gi")
+    spec = dep["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    c = spec["template"]["spec"]["containers"][0]
+    assert (c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]) == ("/readyz", "/livez")
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "3Gi"}}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["runAsUser"] == 10001 and not sc["allowPrivilegeEscalation"] and sc["readOnlyRootFilesystem"]
+    assert svc["spec"]["selector"] == spec["selector"]["matchLabels"] == pdb["spec"]["selector"]["matchLabels"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 7)
+    with pytest.raises(InputError, match="lowercase"): k8s.manifests("r/iris:1", name="Iris_Model")
+    with pytest.raises(InputError, match="name= is required"): k8s.manifests("r/iris:1")
+
+
+@pytest.mark.skipif(not shutil.which("kubectl"), reason="no kubectl on PATH")
+def test_kubectl_decodes_every_manifest(tmp_path):
+    p = tmp_path/"m.yaml"
+    p.write_text(k8s.to_yaml(k8s.manifest_objects("r:5000/iris:1", "iris", version=1, api_key="s")))
+    env = {**os.environ, "KUBECONFIG": str(tmp_path/"none")}
+    r = subprocess.run(["kubectl", "annotate", "--local", "-f", str(p), "nbdeploy.io/checked=yes", "--dry-run=client", "-o", "name"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["secret/iris-api-key", "service/iris", "horizontalpodautoscaler.autoscaling/iris",
+                                "poddisruptionbudget.policy/iris", "deployment.apps/iris"]
+
+
+def test_pod_security_settings_run_for_real(docker_engine, iris_image):
+    "The image serves as the Deployment runs it: uid 10001, read-only root, writable /tmp and BentoML home only."
+    _, tag, _ = iris_image
+    port = free_port()
+    c = docker_engine.containers.run(tag, detach=True, network_mode="host", user="10001", read_only=True, cap_drop=["ALL"],
+                                     security_opt=["no-new-privileges"], tmpfs={"/tmp": "", "/home/nbdeploy/bentoml": "uid=10001"},
+                                     environment={"HOST": "127.0.0.1", "PORT": str(port)})
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200: break
+            except requests.RequestException: pass
+            c.reload(); assert c.status == "running", c.logs().decode()[-3000:]
+            time.sleep(0.5)
+        assert requests.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
+        r = requests.post(f"http://127.0.0.1:{port}/predict", timeout=30,
+                          json={"inputs": [{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}]})
+        assert r.status_code == 200, r.text
+    finally: c.remove(force=True)
+
+
+# --- the client path, against a stub API server ------------------------------------------------------------------
+
+_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/(?P<ver>v[0-9a-z]+))/namespaces/(?P<ns>[^/]+)/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?(?P<status>/status)?$")
+
+
+class ApiStub:
+    "Stores applied objects per path; checks server-side apply requests and schemas like an API server; not Kubernetes."
+    def __init__(self):
+        self.objects, self.requests, self.fail_kind = {}, [], None
+        stub = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code); self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+            def status(self, code, reason, msg): self.send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "reason": reason, "code": code})
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                stub.requests.append(("GET", path, query, None))
+                m = _PATH.match(path)
+                if m and m["res"] == "pods" and not m["name"]: return self.send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+                key = path.removesuffix("/status")
+                if key not in stub.objects: return self.status(404, "NotFound", f"{path} not found")
+                self.send(200, stub.objects[key])
+            def do_DELETE(self):
+                path = self.path.partition("?")[0]
+                stub.requests.append(("DELETE", path, "", None))
+                gone = stub.objects.pop(path, None)
+                if gone is None: return self.status(404, "NotFound", f"{path} not found")
+                # like the API server: a Service's DELETE returns the object, the others a Status
+                self.send(200, gone if gone["kind"] == "Service" else {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+            def do_PATCH(self):
+                path, _, query = self.path.partition("?")
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                ctype, q = self.headers.get("Content-Type"), dict(p.split("=", 1) for p in query.split("&") if p)
+                stub.requests.append(("PATCH", path, query, ctype))
+                if ctype != "application/apply-patch+yaml": return self.status(415, "UnsupportedMediaType", f"not an apply patch: {ctype}")
+                if not q.get("fieldManager"): return self.status(400, "BadRequest", "fieldManager is required for apply requests")
+                if stub.fail_kind == body.get("kind"): return self.status(403, "Forbidden", f'exceeded quota: compute-resources, requested: limits.memory=2Gi')
+                try: kubernetes_validate.validate(body, VERSIONS[0], strict=True)
+                except kubernetes_validate.ValidationError as e: return self.status(422, "Invalid", str(e.message))
+                old = stub.objects.get(path)
+                obj = copy.deepcopy(body)
+                meta = obj["metadata"]
+                meta["uid"] = (old or {}).get("metadata", {}).get("uid", f"uid-{len(stub.objects)}")
+                gen = (old or {}).get("metadata", {}).get("generation", 0)
+                meta["generation"] = gen + 1 if not old or old.get("spec") != body.get("spec") else gen
+                meta["managedFields"] = [{"manager": q["fieldManager"], "operation": "Apply", "apiVersion": body["apiVersion"]}]
+                if body["kind"] == "Deployment": obj["status"] = stub.deployment_status(obj)
+                stub.objects[path] = obj
+                self.send(201 if old is None else 200, obj)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @staticmethod
+    def deployment_status(d):
+        "Rolled out at once; stalled when the image name says `broken`."
+        n, g = d["spec"]["replicas"], d["metadata"]["generation"]
+        if "broken" in d["spec"]["template"]["spec"]["containers"][0]["image"]:
+            return {"observedGeneration": g, "replicas": n + 1, "updatedReplicas": 1, "availableReplicas": n, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": f"ReplicaSet \"{d['metadata']['name']}-x\" has timed out progressing."}]}
+        return {"observedGeneration": g, "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n}
+
+    def kubeconfig(self, path):
+        cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "stub",
+               "clusters": [{"name": "stub", "cluster": {"server": self.url}}],
+               "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "u"}}], "users": [{"name": "u", "user": {"token": "t"}}]}
+        path.write_text(yaml.safe_dump(cfg))
+        return str(path)
+
+
+@pytest.fixture
+def stub(tmp_path):
+    s = ApiStub()
+    s.thread.start()
+    yield s
+    s.server.shutdown(); s.server.server_close()
+
+
+class _Bento:
+    "Stands in for a Bento: the target only needs the image, which `_image` is told."
+
+
+def _target(stub, tmp_path, images):
+    t = k8s.KubernetesTarget(kubeconfig=stub.kubeconfig(tmp_path/"kubeconfig"), namespace="models", wait=10)
+    t._image = lambda bento: images[bento]  # the image step is nd.push/ensure_image, tested elsewhere
+    return t
+
+
+def _deploy(t, name, bento, env=None):
+    "What `rollout` does with a target that has its own readiness gate: begin, start, record, wait, mark serving."
+    row = ledger.begin(name, t.name, "iris:x")
+    try:
+        s = t.start(bento, name, row["version"], env or {})
+        row = ledger.update(name, row["version"], "started", s["url"], url=s["url"], handle=s["handle"], image=s["image"])
+        t.wait_ready(row)
+    except Exception as e:
+        t.stop(ledger.get(name, row["version"]))
+        ledger.update(name, row["version"], "failed", str(e), status="failed", detail=str(e))
+        raise
+    return ledger.update(name, row["version"], "deployed", s["url"], status="serving")
+
+
+def test_client_path_apply_wait_update_rollback_delete(stub, tmp_path):
+    t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "b2": "r:5000/iris:v2", "bad": "r:5000/iris:broken"})
+    dep_path = "/apis/apps/v1/namespaces/models/deployments/iris-k8s"
+    v1 = _deploy(t, "iris-k8s", "b1", {"NBDEPLOY_API_KEY": "s3cret"})
+    assert v1["url"] == "http://iris-k8s.models.svc.cluster.local" and t.alive(v1)
+    patches = [r for r in stub.requests if r[0] == "PATCH"]
+    assert [p[1].rsplit("/", 2)[-2] for p in patches] == ["secrets", "services", "horizontalpodautoscalers", "poddisruptionbudgets", "deployments"]
+    assert all(p[3] == "application/apply-patch+yaml" and "fieldManager=nbdeploy" in p[2] and "force=true" in p[2].lower() for p in patches)
+    assert stub.objects["/api/v1/namespaces/models/secrets/iris-k8s-api-key"]["stringData"] == {"api-key": "s3cret"}
+    assert "s3cret" not in json.dumps(stub.objects[dep_path]) and "s3cret" not in json.dumps(ledger.rows("iris-k8s"))
+    # an update is a new pod template on the same Deployment
+    v2 = _deploy(t, "iris-k8s", "b2", {"NBDEPLOY_API_KEY": "s3cret"})
+    ledger.update("iris-k8s", v1["version"], "retired", status="retired"); t.stop(v1)  # replaced: stop leaves the Deployment alone
+    d = stub.objects[dep_path]
+    assert d["metadata"]["generation"] == 2 and d["spec"]["template"]["metadata"]["annotations"]["nbdeploy.io/version"] == "2"
+    assert not t.alive(v1) and t.alive(v2)
+    # a rollout that stalls: named with the controller's message; the serving version is applied back
+    with pytest.raises(DeployError, match="stalled.*timed out progressing"): _deploy(t, "iris-k8s", "bad", {"NBDEPLOY_API_KEY": "s3cret"})
+    d = stub.objects[dep_path]
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "r:5000/iris:v2" and t.alive(v2)
+    assert ledger.rows("iris-k8s")[0]["status"] == "failed"
+    env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NBDEPLOY_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "iris-k8s-api-key"
+    # rollback to v1 is applying v1 again: the image and version annotation go back
+    ledger.update("iris-k8s", v2["version"], "rolling back", status="starting")
+    s = t.start("b1", "iris-k8s", v1["version"], {"NBDEPLOY_API_KEY": "s3cret"})
+    t.wait_ready(ledger.update("iris-k8s", v1["version"], "started", handle=s["handle"]))
+    assert stub.objects[dep_path]["spec"]["template"]["spec"]["containers"][0]["image"] == "r:5000/iris:v1"
+    assert "rolled out" in t.logs(ledger.get("iris-k8s", v1["version"]))
+    # stopping the version that runs deletes every object of the deployment
+    t.stop(ledger.get("iris-k8s", v1["version"]))
+    assert stub.objects == {}
+    for r in ledger.rows("iris-k8s"): ledger.update("iris-k8s", r["version"], "stopped", status="stopped")
+
+
+def test_client_path_failures_name_cause_and_fix(stub, tmp_path):
+    t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1"})
+    # a quota: the first deploy's objects already applied are removed again, and the error says what to do
+    stub.fail_kind = "Deployment"
+    with pytest.raises(DeployError, match="ResourceQuota is exceeded.*raise the quota"):
+        t.start("b1", "quota", 1, {})
+    assert stub.objects == {}
+    stub.fail_kind = None
+    with pytest.raises(InputError, match="lowercase"): t.start("b1", "Bad_Name", 1, {})
+    # a cluster that does not answer
+    port = free_port()
+    (tmp_path/"dead").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "d",
+        "clusters": [{"name": "d", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "d", "context": {"cluster": "d", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
+    dead = k8s.KubernetesTarget(kubeconfig=str(tmp_path/"dead"))
+    dead._image = lambda b: "r:5000/iris:v1"
+    with pytest.raises(DeployError, match=f"no API server answers at http://127.0.0.1:{port}"): dead.start("b1", "iris", 1, {})
+    with pytest.raises(DeployError, match="KUBECONFIG"): k8s.KubernetesTarget(kubeconfig=str(tmp_path/"missing")).start("b1", "iris", 1, {})
