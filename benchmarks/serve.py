@@ -1,21 +1,27 @@
-"""Single-row serving speed of an nbdeploy service against the peers a user would otherwise pick.
+"""Serving speed of nbdeploy services against the peers a user would otherwise pick, in one run.
 
-Run by hand (never in tests):  python benchmarks/serve.py [--seconds 15] [--clients 16]
-Needs `wrk` (Debian: apt-get install wrk) and `fastapi` (pip install -r benchmarks/requirements.txt).
+Run by hand (never in tests), on a quiet machine:
+    pip install -r benchmarks/requirements.txt   # fastapi, uvicorn (mlflow goes in its own venv, made here)
+    apt-get install wrk
+    python benchmarks/serve.py [--seconds 10] [--quick]
 
-One run, one model (a 50-tree RandomForest on iris, 4 features), one load generator (wrk, 2 threads,
-N keep-alive connections, single-row POSTs), each service on 127.0.0.1 in turn:
-  - nbdeploy: `nd.deploy(model, name=..., sample=X)` on the local target;
-  - bentoml-docs: a plain BentoML service written as BentoML's docs show (np.ndarray input, batchable);
-  - fastapi: a hand-written FastAPI + uvicorn app with a pydantic body.
-Prints a markdown table (req/s, p50, p99, non-2xx) with ratios to the best peer, and writes
-benchmarks/results/serve.json.
+Two models: a 50-tree RandomForest on iris (4 float columns) and a ColumnTransformer + GradientBoosting pipeline
+over a churn-like frame (2 numeric, 2 categorical columns). For each model, each service runs alone on 127.0.0.1
+and the same load generator (wrk, 2 threads, keep-alive) POSTs single-row and 64-row bodies with 16 and 64
+concurrent connections:
+  - nbdeploy-onnx:   `nd.deploy(model, ...)` (ONNX Runtime, chosen because parity holds)
+  - nbdeploy-native: `nd.deploy(model, ..., runtime="native")` (scikit-learn, adaptive batching)
+  - bentoml-docs:    a plain BentoML service as BentoML's docs write one (batchable, 1 worker)
+  - fastapi:         a hand-written FastAPI + uvicorn app with a pydantic body
+  - mlflow:          `mlflow models serve --env-manager local` (MLflow 3, in benchmarks/.venv-mlflow)
+  - hello-world:     a BentoML service that returns a constant: the ceiling of the HTTP stack itself
+Also time-to-ready: seconds from the call to a passing health check, first deploy and after retraining.
+Prints markdown tables (req/s, p50, p99, errors, ratios to the best peer) and writes benchmarks/results/serve.json.
 """
 import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,47 +32,61 @@ import time
 from pathlib import Path
 
 import joblib
+import numpy as np
+import pandas as pd
 import requests
+from sklearn.compose import make_column_transformer
 from sklearn.datasets import load_iris
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 HERE = Path(__file__).parent
-ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+MLFLOW_VENV = HERE / ".venv-mlflow"
 
 BENTOML_DOCS = '''
 import bentoml
 import numpy as np
+import pandas as pd
 
 @bentoml.service(workers=1)
-class IrisClassifier:
-    bento_model = bentoml.models.BentoModel("bench-iris-plain:latest")
+class Classifier:
+    bento_model = bentoml.models.BentoModel("bench-plain:latest")
 
     def __init__(self):
         self.model = bentoml.sklearn.load_model(self.bento_model)
 
     @bentoml.api(batchable=True)
-    def classify(self, input_series: np.ndarray) -> np.ndarray:
+    def classify(self, input_series: {kind}) -> np.ndarray:
         return self.model.predict(input_series)
+'''
+
+HELLO = '''
+import bentoml
+
+@bentoml.service(workers=1)
+class Hello:
+    @bentoml.api
+    def hello(self, inputs: list) -> dict:
+        return {"predictions": [0] * len(inputs)}
 '''
 
 FASTAPI_APP = '''
 import joblib, os
 import pandas as pd
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 model = joblib.load(os.environ["MODEL_PATH"])
-app = FastAPI()
-
-class Row(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sepal_length: float = Field(alias="sepal length (cm)")
-    sepal_width: float = Field(alias="sepal width (cm)")
-    petal_length: float = Field(alias="petal length (cm)")
-    petal_width: float = Field(alias="petal width (cm)")
+cols = os.environ["COLUMNS"].split("|")
+kinds = os.environ["KINDS"].split("|")
+Row = create_model("Row", __config__=ConfigDict(extra="forbid"),
+                   **{f"c{i}": ((float if k == "number" else str), Field(alias=c)) for i, (c, k) in enumerate(zip(cols, kinds))})
 
 class Body(BaseModel):
     inputs: list[Row] = Field(min_length=1)
+
+app = FastAPI()
 
 @app.get("/readyz")
 def ready(): return "ok"
@@ -77,7 +97,29 @@ def predict(body: Body):
     return {"predictions": model.predict(X).tolist()}
 '''
 
+MLFLOW_SAVE = '''
+import sys, joblib, mlflow.sklearn
+mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], serialization_format="pickle")
+'''
+
 LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
+
+
+def churn(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.integers(18, 80, n).astype(float), "income": rng.normal(50, 10, n).round(2),
+                       "plan": rng.choice(["basic", "pro", "max"], n), "region": rng.choice(["north", "south"], n)})
+    return df, ((df.age > 45) ^ (df.plan == "max")).astype(int)
+
+
+def models():
+    "The two benchmark models with their training frames."
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
+    df, yc = churn()
+    ct = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["plan", "region"]), (StandardScaler(), ["age", "income"]))
+    pipe = make_pipeline(ct, GradientBoostingClassifier(n_estimators=50, random_state=0)).fit(df, yc)
+    return {"forest": (forest, X), "pipeline": (pipe, df)}
 
 
 def free_port():
@@ -86,18 +128,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait(url, timeout=120):
+def wait(url, timeout=300, method="get", body=None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if requests.get(url, timeout=2).status_code == 200: return
+            r = requests.request(method, url, json=body, timeout=2)
+            if r.status_code == 200: return
         except requests.RequestException: pass
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise RuntimeError(f"{url} never answered")
 
 
 def wrk(url, body, seconds, clients):
-    "wrk's req/s, p50, p99 (ms) and non-2xx count for POSTing `body` to `url`."
+    "wrk's req/s, p50, p99 (ms) and error count for POSTing `body` to `url`."
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(LUA.format(body=json.dumps(body)))
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", f.name, url],
@@ -117,57 +160,152 @@ def start(cmd, env=None, cwd=None):
 
 def stop(p):
     os.killpg(p.pid, signal.SIGTERM)
-    p.wait(30)
+    try: p.wait(30)
+    except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL)
 
 
-def main(seconds=15, clients=16):
-    home = Path(tempfile.mkdtemp(prefix="nbdeploy-bench-"))
-    os.environ.update(NBDEPLOY_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), BENTOML_DO_NOT_TRACK="true")
+def mlflow_python():
+    "The benchmark's own venv with MLflow and this kernel's scikit-learn, pandas and numpy, made once."
+    py = MLFLOW_VENV / "bin" / "python"
+    if not py.exists():
+        import sklearn
+        subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "mlflow", f"scikit-learn=={sklearn.__version__}",
+                        f"pandas=={pd.__version__}", f"numpy=={np.__version__}"], check=True)
+    return py
+
+
+# --- one starter per service: each returns (process or Deployment, predict URL, body maker, stopper) ------------
+
+def rows(X, n):
+    return X.head(n).to_dict(orient="records")
+
+
+def svc_nbdeploy(runtime):
+    def go(model, X, work):
+        import nbdeploy as nd
+        dep = nd.deploy(model, name=f"bench-{runtime}", sample=X, runtime=runtime)
+        assert dep.metadata()["runtime"]["runtime"] == runtime, dep.metadata()["runtime"]
+        return dep.stop, f"{dep.url}/predict", lambda n: {"inputs": rows(X, n)}
+    return go
+
+
+def svc_bentoml_docs(model, X, work):
     import bentoml
-    import nbdeploy as nd
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    model = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
-    results = {}
-
-    dep = nd.deploy(model, name="bench-iris", sample=X)
-    try: results["nbdeploy"] = wrk(f"{dep.url}/predict", {"inputs": [ROW]}, seconds, clients)
-    finally: dep.stop()
-
-    bentoml.sklearn.save_model("bench-iris-plain", model)
-    work = home / "plain"; work.mkdir()
-    (work / "service.py").write_text(textwrap.dedent(BENTOML_DOCS))
+    bentoml.sklearn.save_model("bench-plain", model)
+    d = work / "plain"; d.mkdir(exist_ok=True)
+    frame = not all(pd.api.types.is_numeric_dtype(X[c]) for c in X)
+    (d / "service.py").write_text(textwrap.dedent(BENTOML_DOCS).replace("{kind}", "pd.DataFrame" if frame else "np.ndarray"))
     port = free_port()
-    p = start([sys.executable, "-m", "bentoml", "serve", "service:IrisClassifier", "--host", "127.0.0.1", "--port", str(port)], cwd=work)
-    try:
-        wait(f"http://127.0.0.1:{port}/readyz")
-        results["bentoml-docs"] = wrk(f"http://127.0.0.1:{port}/classify", {"input_series": [list(ROW.values())]}, seconds, clients)
-    finally: stop(p)
+    p = start([sys.executable, "-m", "bentoml", "serve", "service:Classifier", "--host", "127.0.0.1", "--port", str(port)], cwd=d)
+    wait(f"http://127.0.0.1:{port}/readyz")
+    body = (lambda n: {"input_series": rows(X, n)}) if frame else (lambda n: {"input_series": X.head(n).to_numpy().tolist()})
+    return (lambda: stop(p)), f"http://127.0.0.1:{port}/classify", body
 
-    joblib.dump(model, home / "model.joblib")
-    (home / "fastapi_app.py").write_text(FASTAPI_APP)
+
+def svc_fastapi(model, X, work):
+    joblib.dump(model, work / "model.joblib")
+    (work / "fastapi_app.py").write_text(FASTAPI_APP)
+    kinds = "|".join("number" if pd.api.types.is_numeric_dtype(X[c]) else "category" for c in X)
     port = free_port()
     p = start([sys.executable, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-              env={"MODEL_PATH": str(home / "model.joblib")}, cwd=home)
-    try:
-        wait(f"http://127.0.0.1:{port}/readyz")
-        results["fastapi"] = wrk(f"http://127.0.0.1:{port}/predict", {"inputs": [ROW]}, seconds, clients)
-    finally: stop(p)
+              env={"MODEL_PATH": str(work / "model.joblib"), "COLUMNS": "|".join(X.columns), "KINDS": kinds}, cwd=work)
+    wait(f"http://127.0.0.1:{port}/readyz")
+    return (lambda: stop(p)), f"http://127.0.0.1:{port}/predict", lambda n: {"inputs": rows(X, n)}
 
-    best = max(results[k]["rps"] for k in ("bentoml-docs", "fastapi"))
-    best_p99 = min(results[k]["p99_ms"] for k in ("bentoml-docs", "fastapi"))
-    lines = [f"| service | req/s | p50 ms | p99 ms | errors | req/s vs best peer | p99 vs best peer |", "|---|---|---|---|---|---|---|"]
-    for k, r in results.items():
-        lines.append(f"| {k} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['rps'] / best:.2f} | {r['p99_ms'] / best_p99:.2f} |")
-    print(f"wrk -t2 -c{clients} -d{seconds}s, single-row POST, 50-tree RandomForest (iris), {os.cpu_count()} cores\n")
-    print("\n".join(lines))
+
+def svc_mlflow(model, X, work):
+    py = mlflow_python()
+    joblib.dump(model, work / "model.joblib")
+    target = work / f"mlflow-model-{time.time_ns()}"
+    subprocess.run([str(py), "-c", MLFLOW_SAVE, str(work / "model.joblib"), str(target)], check=True, capture_output=True)
+    port = free_port()
+    p = start([str(MLFLOW_VENV / "bin" / "mlflow"), "models", "serve", "-m", str(target), "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)], env={"PATH": f"{MLFLOW_VENV / 'bin'}:{os.environ['PATH']}"})
+    wait(f"http://127.0.0.1:{port}/ping")
+    return (lambda: stop(p)), f"http://127.0.0.1:{port}/invocations", lambda n: {"dataframe_records": rows(X, n)}
+
+
+def svc_hello(model, X, work):
+    d = work / "hello"; d.mkdir(exist_ok=True)
+    (d / "service.py").write_text(HELLO)
+    port = free_port()
+    p = start([sys.executable, "-m", "bentoml", "serve", "service:Hello", "--host", "127.0.0.1", "--port", str(port)], cwd=d)
+    wait(f"http://127.0.0.1:{port}/readyz")
+    return (lambda: stop(p)), f"http://127.0.0.1:{port}/hello", lambda n: {"inputs": rows(X, n)}
+
+
+SERVICES = {"nbdeploy-onnx": svc_nbdeploy("onnx"), "nbdeploy-native": svc_nbdeploy("native"), "bentoml-docs": svc_bentoml_docs,
+            "fastapi": svc_fastapi, "mlflow": svc_mlflow, "hello-world": svc_hello}
+PEERS = ("bentoml-docs", "fastapi", "mlflow")
+
+
+def measure(seconds, loads, only):
+    "Throughput and latency of every service on every model and load."
+    work = Path(tempfile.mkdtemp(prefix="nbdeploy-bench-"))
+    results = {}
+    for mname, (model, X) in models().items():
+        for sname, starter in SERVICES.items():
+            if only and sname not in only: continue
+            print(f"-- {mname} / {sname}", flush=True)
+            stopper, url, body = starter(model, X, work)
+            try:
+                requests.post(url, json=body(1), timeout=30).raise_for_status()
+                for clients, n in loads:
+                    wrk(url, body(n), 2, clients)  # warm up
+                    results[f"{mname}|{sname}|{clients}|{n}"] = wrk(url, body(n), seconds, clients)
+            finally: stopper()
+    return results
+
+
+def time_to_ready():
+    "Seconds from the deploy call to a passing health check: nbdeploy local (first, after retraining) and the peers."
+    import bentoml
+    import nbdeploy as nd
+    model, X = models()["forest"]
+    out = {}
+    t = time.perf_counter(); dep = nd.deploy(model, name="bench-ttr", sample=X); out["nbdeploy local, first deploy"] = time.perf_counter() - t
+    retrained = RandomForestClassifier(n_estimators=50, random_state=1).fit(X, load_iris().target)
+    t = time.perf_counter(); dep2 = nd.deploy(retrained, name="bench-ttr", sample=X); out["nbdeploy local, after retraining (v2 live)"] = time.perf_counter() - t
+    dep2.stop()
+    work = Path(tempfile.mkdtemp(prefix="nbdeploy-ttr-"))
+    for name, starter in (("bentoml serve (docs service, model saved)", svc_bentoml_docs), ("mlflow models serve (model saved)", svc_mlflow)):
+        t = time.perf_counter(); stopper, url, body = starter(model, X, work); out[name] = time.perf_counter() - t
+        stopper()
+    return out
+
+
+def table(results, mname, clients, n):
+    best = max((results.get(f"{mname}|{p}|{clients}|{n}", {}).get("rps", 0) for p in PEERS), default=0) or float("nan")
+    p99s = [results[f"{mname}|{p}|{clients}|{n}"]["p99_ms"] for p in PEERS if f"{mname}|{p}|{clients}|{n}" in results]
+    best_p99 = min(p99s) if p99s else float("nan")
+    lines = [f"\n**{mname}, {clients} clients, {n}-row bodies**\n", "| service | req/s | p50 ms | p99 ms | errors | req/s / best peer | p99 / best peer |", "|---|---|---|---|---|---|---|"]
+    for s in SERVICES:
+        r = results.get(f"{mname}|{s}|{clients}|{n}")
+        if r: lines.append(f"| {s} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['rps'] / best:.2f} | {r['p99_ms'] / best_p99:.2f} |")
+    return "\n".join(lines)
+
+
+def main(seconds=10, quick=False, only=None):
+    home = Path(tempfile.mkdtemp(prefix="nbdeploy-bench-home-"))
+    os.environ.update(NBDEPLOY_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), BENTOML_DO_NOT_TRACK="true")
+    loads = [(16, 1)] if quick else [(16, 1), (64, 1), (16, 64), (64, 64)]
+    results = measure(seconds, loads, only)
+    ttr = {} if quick else time_to_ready()
+    print(f"\nwrk -t2 -d{seconds}s on {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    for mname in ("forest", "pipeline"):
+        for clients, n in loads: print(table(results, mname, clients, n))
+    if ttr:
+        print("\n| time to a passing health check | seconds |\n|---|---|")
+        for k, v in ttr.items(): print(f"| {k} | {v:.1f} |")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "serve.json").write_text(json.dumps({"seconds": seconds, "clients": clients, "results": results}, indent=1))
-    shutil.rmtree(home, ignore_errors=True)
+    (HERE / "results" / "serve.json").write_text(json.dumps({"seconds": seconds, "results": results, "time_to_ready": ttr}, indent=1))
 
 
 if __name__ == "__main__":
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    a.add_argument("--seconds", type=int, default=15)
-    a.add_argument("--clients", type=int, default=16)
+    a.add_argument("--seconds", type=int, default=10)
+    a.add_argument("--quick", action="store_true", help="16 clients, single rows only, no time-to-ready")
+    a.add_argument("--only", nargs="*", help="services to run (default: all)")
     args = a.parse_args()
-    main(args.seconds, args.clients)
+    main(args.seconds, args.quick, args.only)

@@ -50,3 +50,17 @@ def test_a_good_model_ships_with_its_report_and_card(data):
     assert meta["readiness"]["verdict"] == report.verdict and meta["card"]
     assert dep.row["verdict"] == report.verdict and dep.row["forced"] == 0
     dep.stop()
+
+
+def test_the_console_gate_runs_over_a_bento(data, tmp_path):
+    import subprocess
+    X_train, X_test, y_train, y_test = data
+    X_test.assign(churned=y_test.values).to_csv(tmp_path / "test.csv", index=False)
+    good = nd.package(churn_pipeline(X_train, y_train), "cli-good", sample=X_train)
+    bad = nd.package(DummyClassifier(strategy="most_frequent").fit(X_train, y_train), "cli-bad", sample=X_train)
+    run = lambda tag: subprocess.run(["nbdeploy", "check", str(tag), str(tmp_path / "test.csv"), "--target", "churned", "--quiet"],
+                                     capture_output=True, text=True, timeout=300)
+    ok, failing, missing = run(good.tag), run(bad.tag), run("no-such-bento:v1")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert missing.returncode == 2 and "no-such-bento" in missing.stdout + missing.stderr
