@@ -34,3 +34,6 @@ def home():
 
 # Container tests: a real Docker engine, the base image and a shared iris image (tests/docker_fixtures.py).
 pytest_plugins = ["tests.docker_fixtures"]
+
+# Registry, moto (SageMaker) and cluster tests: services on 127.0.0.1 started and stopped by PID (tests/cloud_fixtures.py).
+pytest_plugins = [*pytest_plugins, "tests.cloud_fixtures"]
