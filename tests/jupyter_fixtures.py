@@ -1,4 +1,6 @@
 """A real Jupyter server or JupyterLab on 127.0.0.1 for the server-extension and browser tests, stopped by its PID."""
+import json
+import os
 import secrets
 import socket
 import subprocess
@@ -17,13 +19,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(app: str, port: int, token: str, root: Path) -> list:
+def command(app: str, port: int, token: str, root: Path, extra: tuple = ()) -> list:
     "The command line of `jupyter server` or `jupyter lab`, loopback only, nothing fetched from outside."
     cmd = [sys.executable, "-m", "jupyterlab" if app == "lab" else "jupyter_server", "--no-browser", "--allow-root",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
     if app == "lab": cmd += ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    return cmd
+    return cmd + list(extra)
 
 
 def wait_up(url: str, token: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -47,14 +49,24 @@ def shut_kernels(url: str, token: str) -> None:
     except requests.RequestException as e: print(f"could not shut kernels down: {e}")
 
 
+def lab_settings(root: Path) -> Path:
+    "A fresh JupyterLab user-settings folder, with the news prompt off (it would cover the screenshots)."
+    d = root.parent / f"{root.name}-lab-settings"
+    f = d / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({"fetchNews": "false"}))
+    return d
+
+
 @contextmanager
-def jupyter(app: str, root: Path, log: Path):
+def jupyter(app: str, root: Path, log: Path, *extra: str):
     "Run `jupyter server` (app='server') or `jupyter lab` on a random loopback port with a random token; yields (url, token)."
     port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(lab_settings(root))} if app == "lab" else None
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as f:
-        proc = subprocess.Popen(command(app, port, token, root), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=root)
+        proc = subprocess.Popen(command(app, port, token, root, extra), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=root, env=env)
     try:
         wait_up(url, token, proc, log)
         yield url, token

@@ -127,6 +127,7 @@ class DeployPanel extends Widget {
   readonly result = el('div', { id: 'nbdeploy-result' });
   readonly table = el('table', { id: 'nbdeploy-deployments', class: 'nbdeploy-table' });
   readonly listStatus = el('div', { id: 'nbdeploy-list-status', class: 'nbdeploy-muted' });
+  readonly actionStatus = el('div', { id: 'nbdeploy-action' });
   private inventory: IInventory = { models: [], data: [], targets: [] };
   private timer = 0;
   private userRan = false;
@@ -157,6 +158,7 @@ class DeployPanel extends Widget {
       this.result,
       el('h3', {}, 'Deployments'),
       el('div', {}, refreshList),
+      this.actionStatus,
       this.listStatus,
       this.table
     );
@@ -328,27 +330,38 @@ class DeployPanel extends Widget {
   }
 
   private renderDeployments(rows: IDeploymentRow[]): void {
-    const head = el('tr', {}, ...['name', 'v', 'target', 'status', 'verdict', 'URL', ''].map(h => el('th', {}, h)));
+    const head = el('tr', {}, el('th', {}, 'deployment'), el('th', {}, ''));
+    // Stop and Roll back sit on the version in service; with none in service, Roll back sits on the newest version.
+    const live = (r: IDeploymentRow) => r.status === 'serving' || r.status === 'unhealthy';
+    const liveNames = new Set(rows.filter(live).map(r => r.name));
     const seen = new Set<string>();
     const body = rows.map(r => {
       const actions = el('td', {});
-      if (r.status === 'serving' || r.status === 'unhealthy') {
+      if (live(r)) {
         actions.append(this.actionButton(r.name, 'stop', 'Stop'));
       }
-      if (!seen.has(r.name)) {
+      if (live(r) || (!liveNames.has(r.name) && !seen.has(r.name))) {
         actions.append(this.actionButton(r.name, 'rollback', 'Roll back'));
-        seen.add(r.name);
       }
-      const url = r.url && r.status === 'serving' ? el('a', { href: r.url, target: '_blank' }, r.url) : el('span', {}, '');
+      seen.add(r.name);
+      const verdict = r.verdict ?? 'none';
+      const what = el(
+        'td',
+        {},
+        el('b', {}, r.name),
+        ` v${r.version} · ${r.target}`,
+        el('br'),
+        el('span', { class: 'nbdeploy-status' }, r.status.replace('_', ' ')),
+        ' ',
+        el('span', { class: `nbdeploy-verdict nbdeploy-verdict-${verdict}` }, r.verdict ?? 'unchecked')
+      );
+      if (r.url && r.status === 'serving') {
+        what.append(el('br'), el('a', { href: r.url, target: '_blank', class: 'nbdeploy-url' }, r.url));
+      }
       return el(
         'tr',
         { 'data-name': r.name, 'data-version': String(r.version), 'data-status': r.status, title: r.detail ?? '' },
-        el('td', {}, r.name),
-        el('td', {}, String(r.version)),
-        el('td', {}, r.target),
-        el('td', { class: 'nbdeploy-status' }, r.status),
-        el('td', {}, r.verdict ?? ''),
-        el('td', {}, url),
+        what,
         actions
       );
     });
@@ -359,15 +372,16 @@ class DeployPanel extends Widget {
     const b = el('button', { class: `jp-mod-styled nbdeploy-${action}` }, label);
     b.onclick = async () => {
       b.disabled = true;
-      this.listStatus.textContent = `${label.toLowerCase()} ${name}...`;
+      this.actionStatus.className = 'nbdeploy-muted';
+      this.actionStatus.textContent = `${label.toLowerCase()} ${name}...`;
       try {
         const r = await requestAPI<{ message: string }>(`deployments/${encodeURIComponent(name)}/${action}`, { method: 'POST' });
-        this.listStatus.textContent = r.message;
+        this.actionStatus.textContent = r.message;
       } catch (e) {
-        this.listStatus.textContent = `${label} ${name} failed: ${(e as Error).message}`;
+        this.actionStatus.className = 'nbdeploy-error';
+        this.actionStatus.textContent = `${label} ${name} failed: ${(e as Error).message}`;
       }
       await this.refreshDeployments();
-      this.listStatus.setAttribute('data-last-action', `${action}:${name}`);
     };
     return b;
   }
