@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['FORMATS', 'spec_of', 'scorer_of', 'frame_for', 'score_chunk', 'format_of', 'read_chunks', 'batch_local',
-           'spark_session', 'batch_spark', 'batch']
+           'spark_session', 'stop_spark', 'batch_spark', 'batch']
 
 # %% ../nbs/53_batch.ipynb #39b1d067
 import json, os, sys, time
@@ -97,7 +97,7 @@ def batch_local(model, schema: dict, src: Path, out: Path, chunksize: int, proba
     with tqdm(total=total, desc=f"scoring {src.name}", unit=" rows") as bar:
         return _write_local(chunks, out, format_of(out), lambda c: score_chunk(model, schema, c, proba), bar)
 
-# %% ../nbs/53_batch.ipynb #912ce5d0
+# %% ../nbs/53_batch.ipynb #65aac667
 def spark_session(master: str | None = None):
     "The active SparkSession, or a new one on `master` (default `local[*]`); clear errors without pyspark or Java."
     try: from pyspark.sql import SparkSession
@@ -105,6 +105,7 @@ def spark_session(master: str | None = None):
     active = SparkSession.getActiveSession()
     if active is not None and master is None: return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local master binds and talks on loopback only
     try:
         return (SparkSession.builder.master(master or "local[*]").appName("nbdeploy-batch")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true").config("spark.ui.enabled", "false")
@@ -112,6 +113,16 @@ def spark_session(master: str | None = None):
     except Exception as e:
         raise DeployError(f"Spark could not start on {master or 'local[*]'}: {e}. Spark needs Java 17+ (JAVA_HOME) and, "
                           "for a cluster, a reachable master URL") from e
+
+def stop_spark(spark) -> None:
+    "Stop `spark` and the JVM this Python process started for it (by that process's PID)."
+    from pyspark import SparkContext
+    gateway = SparkContext._gateway
+    spark.stop()
+    proc = getattr(gateway, "proc", None)
+    if proc is not None:
+        gateway.shutdown(); proc.terminate(); proc.wait(30)
+        SparkContext._gateway = SparkContext._jvm = None
 
 def batch_spark(model, schema: dict, src: Path, out: Path, proba: bool, master: str | None) -> int:
     "Score `src` into the folder `out` with Spark; the number of rows scored."

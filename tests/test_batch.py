@@ -36,15 +36,10 @@ def scored():
 def spark():
     "One local Spark session for the module; stopped at the end (its JVM by the PID pyspark recorded)."
     pytest.importorskip("pyspark")
-    from nbdeploy.batch import spark_session
+    from nbdeploy.batch import spark_session, stop_spark
     s = spark_session("local[2]")
     yield s
-    from pyspark import SparkContext
-    gateway = SparkContext._gateway
-    s.stop()
-    if gateway is not None and getattr(gateway, "proc", None) is not None:
-        gateway.shutdown(); gateway.proc.terminate(); gateway.proc.wait(20)
-        SparkContext._gateway = SparkContext._jvm = None
+    stop_spark(s)
 
 
 def test_local_csv_and_parquet_in_chunks(scored, tmp_path, capsys):
