@@ -3,12 +3,10 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
-import httpx
 import psutil
 import pytest
 import requests
@@ -17,6 +15,7 @@ from hypothesis import HealthCheck, settings
 
 import nbdeploy as nd
 from nbdeploy import ledger
+from tests.load import hammer, tree_rss
 from tests.models import churn_frame, churn_pipeline
 
 
@@ -92,25 +91,6 @@ def test_servers_listen_on_loopback_only(svc):
     proc = psutil.Process(int(svc[0].row["handle"]))
     listening = [c.laddr for p in [proc, *proc.children(recursive=True)] for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
     assert listening and all(a.ip == "127.0.0.1" for a in listening), listening
-
-
-async def hammer(url: str, body: dict, clients: int, seconds: float) -> dict:
-    "Keep `clients` connections POSTing `body` for `seconds`; counts of answers by status."
-    counts, end = {}, time.monotonic() + seconds
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=30) as client:
-        async def worker():
-            while time.monotonic() < end:
-                try: s = (await client.post(url, json=body)).status_code
-                except httpx.HTTPError as e: s = type(e).__name__
-                counts[s] = counts.get(s, 0) + 1
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return counts
-
-
-def tree_rss(pid: int) -> int:
-    "Resident memory of a process and its children, in bytes."
-    p = psutil.Process(pid)
-    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
 
 
 def test_sustained_load_has_no_errors_and_bounded_memory(svc):
