@@ -77,7 +77,7 @@ def resolve(ns: dict, name: str | None, what: str, model: bool = False):
     if not model and not is_data(v): raise InputError(f"{name!r} is a {type(v).__name__}, not a DataFrame, Series or array (for {what})")
     return v
 
-# %% ../nbs/43_faces.ipynb #fef5ccf1
+# %% ../nbs/43_faces.ipynb #46ff38c0
 def deploy_names(ns: dict, # the variables the names refer to
                  model: str, # name of the model variable
                  name: str, # deployment name
@@ -97,7 +97,7 @@ def deploy_names(ns: dict, # the variables the names refer to
         say(f"checking {model} on {X_test}/{y_test}" + (f" (sensitive: {sensitive})" if sensitive else ""))
         report = nd.check(m, X, y, sensitive=sensitive or None, name=name, progress=False)
         say(f"verdict: {report.verdict}" + "".join(f"\n  - {r}" for r in report.reasons))
-    say(f"deploying {model} as {name!r} to {target}")
+    if report is None or report.verdict != "fail" or force: say(f"deploying {model} as {name!r} to {target}")
     dep = nd.deploy(m, name=name, target=target, sample=S if S is not None else X, report=report, force=force)
     say(f"{name} v{dep.version} is serving at {dep.url}")
     return dep, report
