@@ -296,7 +296,7 @@ def _read(api, kind: str, name: str, namespace: str) -> dict | None:
 
 KubernetesTarget._image, KubernetesTarget.start = _image, _start
 
-# %% ../nbs/52_kubernetes.ipynb #84f0b3a2
+# %% ../nbs/52_kubernetes.ipynb #7b14216c
 def _h(row: dict) -> dict: return json.loads(row["handle"]) if row.get("handle") else {}
 
 def _live(self, row: dict) -> dict | None:
@@ -312,9 +312,10 @@ def _alive(self, row: dict) -> bool:
     d = self._live(row)
     return bool(d) and (d.get("status") or {}).get("availableReplicas", 0) > 0
 
-def _wait_ready(self, row: dict, timeout: float | None = None) -> None:
+def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
+               ) -> None:
     "Wait until the Deployment has rolled out this version; `DeployError` with the controller's word otherwise."
-    h, limit = _h(row), timeout or self.wait
+    h, limit = _h(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end, what = time.monotonic() + limit, "not started"
     while time.monotonic() < end:
         d = self._live(row)

@@ -187,7 +187,7 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
 
 SageMakerTarget._push, SageMakerTarget.start = _push, _start
 
-# %% ../nbs/51_sagemaker.ipynb #249dbc67
+# %% ../nbs/51_sagemaker.ipynb #df287d06
 def _handle(row: dict) -> dict: return json.loads(row["handle"]) if row.get("handle") else {}
 
 def _describe(self, row: dict) -> dict | None:
@@ -204,9 +204,10 @@ def _alive(self, row: dict) -> bool:
     d = self._describe(row)
     return bool(d) and d["EndpointConfigName"] == _handle(row)["config"] and d["EndpointStatus"] in ("InService", "Updating", "Creating")
 
-def _wait_ready(self, row: dict, timeout: float | None = None) -> None:
+def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
+               ) -> None:
     "Wait until the endpoint is InService on this version's config; `DeployError` with SageMaker's reason otherwise."
-    h, limit = _handle(row), timeout or self.wait
+    h, limit = _handle(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end = time.monotonic() + limit
     while time.monotonic() < end:
         d = self._describe(row)

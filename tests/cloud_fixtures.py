@@ -95,7 +95,7 @@ def moto_server():
 def aws(moto_server, monkeypatch):
     "Environment pointing every boto3 client at the moto server, with dummy credentials and a region."
     for k, v in {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
         monkeypatch.setenv(k, v)
     for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"): monkeypatch.delenv(k, raising=False)
     yield moto_server

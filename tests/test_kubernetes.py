@@ -224,7 +224,17 @@ def _deploy(t, name, bento, env=None):
     return ledger.update(name, row["version"], "deployed", s["url"], status="serving")
 
 
-def test_client_path_apply_wait_update_rollback_delete(stub, tmp_path):
+@pytest.fixture
+def retire():
+    "Mark this test's ledger rows stopped afterwards, so the session's final clean-up leaves them alone."
+    names = []
+    yield names
+    for n in names:
+        for r in ledger.rows(n): ledger.update(n, r["version"], "stopped", status="stopped")
+
+
+def test_client_path_apply_wait_update_rollback_delete(stub, tmp_path, retire):
+    retire.append("iris-k8s")
     t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "b2": "r:5000/iris:v2", "bad": "r:5000/iris:broken"})
     dep_path = "/apis/apps/v1/namespaces/models/deployments/iris-k8s"
     v1 = _deploy(t, "iris-k8s", "b1", {"NBDEPLOY_API_KEY": "s3cret"})
@@ -256,7 +266,6 @@ def test_client_path_apply_wait_update_rollback_delete(stub, tmp_path):
     # stopping the version that runs deletes every object of the deployment
     t.stop(ledger.get("iris-k8s", v1["version"]))
     assert stub.objects == {}
-    for r in ledger.rows("iris-k8s"): ledger.update("iris-k8s", r["version"], "stopped", status="stopped")
 
 
 def test_client_path_failures_name_cause_and_fix(stub, tmp_path):
@@ -277,3 +286,24 @@ def test_client_path_failures_name_cause_and_fix(stub, tmp_path):
     dead._image = lambda b: "r:5000/iris:v1"
     with pytest.raises(DeployError, match=f"no API server answers at http://127.0.0.1:{port}"): dead.start("b1", "iris", 1, {})
     with pytest.raises(DeployError, match="KUBECONFIG"): k8s.KubernetesTarget(kubeconfig=str(tmp_path/"missing")).start("b1", "iris", 1, {})
+
+
+@pytest.mark.skipif(not __import__("tests.test_sagemaker", fromlist=["x"]).rollout_uses_target_gate(),
+                    reason="nd.deploy's rollout does not call a target's own wait_ready yet")
+def test_nd_deploy_and_rollback_on_kubernetes(stub, tmp_path, iris_image, monkeypatch, retire):
+    import nbdeploy as nd
+    from nbdeploy.deploy import TARGETS
+    bento, tag, _ = iris_image
+    t = k8s.KubernetesTarget(kubeconfig=stub.kubeconfig(tmp_path/"kubeconfig"), namespace="models", wait=10)
+    monkeypatch.setitem(TARGETS, "kubernetes", t)
+    retire.append("iris-k8sd")
+    path = "/apis/apps/v1/namespaces/models/deployments/iris-k8sd"
+    v1 = nd.deploy(bento, name="iris-k8sd", target="kubernetes")
+    v2 = nd.deploy(bento, name="iris-k8sd", target="kubernetes")
+    ann = lambda: stub.objects[path]["spec"]["template"]["metadata"]["annotations"]["nbdeploy.io/version"]
+    assert ann() == "2" and v2.row["status"] == "serving" and v1.row["status"] == "retired"
+    assert stub.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"] == tag
+    back = nd.rollback("iris-k8sd")
+    assert back.version == 1 and ann() == "1" and stub.objects[path]["metadata"]["generation"] == 3
+    back.stop()
+    assert stub.objects == {}

@@ -56,8 +56,18 @@ def _row(name, version, bento, started):
     return ledger.get(name, version)
 
 
-def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch):
+@pytest.fixture
+def retire(aws):
+    "Mark this test's ledger rows stopped afterwards, so the session's final clean-up never calls AWS for them."
+    names = []
+    yield names
+    for n in names:
+        for r in ledger.rows(n): ledger.update(n, r["version"], "stopped", status="stopped")
+
+
+def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, retire):
     bento, _, _ = iris_image
+    retire.append("iris-sm")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     t = SageMakerTarget(role=ROLE, registry=registry, wait=30)
     sm, ecr = boto3.client("sagemaker"), boto3.client("ecr")
@@ -117,3 +127,27 @@ def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(DeployError, match="no AWS credentials"):
         SageMakerTarget(role=ROLE).start(bento, "iris", 1, {})
+
+
+def rollout_uses_target_gate() -> bool:
+    "Whether nd.deploy's rollout waits with a target's own `wait_ready` (needed for targets without a reachable /readyz)."
+    import importlib, inspect
+    return 'getattr(t, "wait_ready"' in inspect.getsource(importlib.import_module("nbdeploy.deploy").rollout)
+
+
+@pytest.mark.skipif(not rollout_uses_target_gate(), reason="nd.deploy's rollout does not call a target's own wait_ready yet")
+def test_nd_deploy_on_sagemaker(aws, registry, iris_image, monkeypatch, retire):
+    import nbdeploy as nd
+    from nbdeploy.deploy import TARGETS
+    bento, _, _ = iris_image
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setitem(TARGETS, "sagemaker", SageMakerTarget(role=ROLE, registry=registry, wait=30))
+    retire.append("iris-smd")
+    dep = nd.deploy(bento, name="iris-smd", target="sagemaker")
+    assert dep.row["status"] == "serving" and dep.url.endswith("/endpoints/iris-smd/invocations")
+    # moto has no UpdateEndpoint: the second version fails, is recorded as failed, and v1 keeps serving
+    with pytest.raises(DeployError, match="did not start on sagemaker"): nd.deploy(bento, name="iris-smd", target="sagemaker")
+    rows = {r["version"]: r for r in ledger.rows("iris-smd")}
+    assert rows[2]["status"] == "failed" and "Removed again" in rows[2]["detail"] and rows[1]["status"] == "serving"
+    dep.stop()
+    assert boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
