@@ -55,23 +55,49 @@ http:
 """
 
 
-@pytest.fixture(scope="session")
-def registry(docker_engine):
-    "A real OCI registry (Debian's docker-registry) on 127.0.0.1: its `host:port`."
+def _registry(htpasswd: str | None = None):
+    "Start Debian's docker-registry on a free loopback port (with basic auth when given an htpasswd line): (host:port, stop)."
     exe = shutil.which("docker-registry")
     if not exe: pytest.skip("docker-registry is not installed: apt-get install -y docker-registry")
     d = Path(tempfile.mkdtemp(prefix="nbdeploy-registry-"))
     port = free_port()
-    (d/"config.yml").write_text(REGISTRY_CONFIG.format(root=d/"data", port=port))
+    config = REGISTRY_CONFIG.format(root=d/"data", port=port)
+    if htpasswd:
+        (d/"htpasswd").write_text(htpasswd + "\n")
+        config += f"auth:\n  htpasswd: {{realm: nbdeploy-tests, path: {d/'htpasswd'}}}\n"
+    (d/"config.yml").write_text(config)
     log = d/"registry.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([exe, "serve", str(d/"config.yml")], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", proc, log)
-        yield f"127.0.0.1:{port}"
-    finally:
+    def stop():
         stop_pid(proc)
         shutil.rmtree(d, ignore_errors=True)
+    try: wait_http(f"http://127.0.0.1:{port}/v2/", proc, log)
+    except BaseException: stop(); raise
+    return f"127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def registry(docker_engine):
+    "A real OCI registry (Debian's docker-registry) on 127.0.0.1: its `host:port`."
+    host, stop = _registry()
+    yield host
+    stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(docker_engine):
+    "A real registry on 127.0.0.1 that requires basic auth: (host:port, username, password)."
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try: import crypt
+        except ImportError: pytest.skip("no crypt module to make a bcrypt htpasswd entry")
+    hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    if not hashed or not hashed.startswith("$2"): pytest.skip("this libc's crypt cannot make bcrypt hashes")
+    host, stop = _registry(f"nbdeploy:{hashed}")
+    yield host, "nbdeploy", "s3cret"
+    stop()
 
 
 @pytest.fixture(scope="session")

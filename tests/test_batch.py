@@ -1,4 +1,6 @@
 """nd.batch: local chunks (CSV, Parquet) and Apache Spark (pyspark, local mode) give the same predictions as the model."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,6 +38,7 @@ def scored():
 def spark():
     "One local Spark session for the module; stopped at the end (its JVM by the PID pyspark recorded)."
     pytest.importorskip("pyspark")
+    if not shutil.which("java"): pytest.skip("Spark needs a Java runtime: apt-get install -y openjdk-17-jre-headless")
     from nbdeploy.batch import spark_session, stop_spark
     s = spark_session("local[2]")
     yield s

@@ -36,3 +36,15 @@ def test_bad_names_and_missing_image(docker_engine, registry):
     with pytest.raises(InputError, match="host\\[:port\\]"): push("nbdeploy/x:1", registry="not a registry")
     with pytest.raises(InputError, match="lowercase"): push("nbdeploy/x:1", registry=registry, repository="Bad Repo")
     with pytest.raises(InputError, match="nd.containerize"): push("nbdeploy/does-not-exist:1", registry=registry)
+
+
+def test_registry_that_requires_credentials(docker_engine, iris_image, auth_registry):
+    "A real registry with basic auth: no or wrong credentials are named with the fix; the right ones push."
+    _, tag, _ = iris_image
+    host, user, password = auth_registry
+    with pytest.raises(DeployError, match="refused the credentials.*auth="):
+        push(tag, registry=host, repository="private/iris", auth={"username": user, "password": "wrong"})
+    ref = push(tag, registry=host, repository="private/iris", tag="v1", auth={"username": user, "password": password})
+    assert ref.startswith(f"{host}/private/iris:v1@sha256:")
+    assert requests.get(f"http://{host}/v2/private/iris/tags/list", timeout=10).status_code == 401
+    assert requests.get(f"http://{host}/v2/private/iris/tags/list", auth=(user, password), timeout=10).json()["tags"] == ["v1"]
