@@ -128,7 +128,7 @@ def to_yaml(objs: list[dict]) -> str:
     "Objects as one multi-document YAML string."
     return yaml.safe_dump_all(objs, sort_keys=False)
 
-# %% ../nbs/52_kubernetes.ipynb #e7ffe237
+# %% ../nbs/52_kubernetes.ipynb #f32fc5e0
 def manifests(bento_or_image, # a `bentoml.Bento`, a Bento tag, or an image reference (e.g. from `nd.push`)
               name: str | None = None, # deployment name; default the Bento's name
               path: str | Path | None = None, # also write the YAML here
@@ -148,10 +148,13 @@ def manifests(bento_or_image, # a `bentoml.Bento`, a Bento tag, or an image refe
     return text
 
 def _image_and_name(bento_or_image, name: str | None) -> tuple[str, str]:
-    "The image reference and deployment name for `manifests`."
-    if isinstance(bento_or_image, bentoml.Bento) or (isinstance(bento_or_image, str) and "/" not in bento_or_image):
-        b = bento_or_image if isinstance(bento_or_image, bentoml.Bento) else bentoml.get(bento_or_image)
-        return image_tag(b), name or b.info.labels.get("nbdeploy.name", b.tag.name).lower()
+    "The image reference and deployment name for `manifests`: a Bento (or a tag in the store) gives both."
+    b = bento_or_image if isinstance(bento_or_image, bentoml.Bento) else None
+    if b is None and isinstance(bento_or_image, str) and "/" not in bento_or_image:
+        try: b = bentoml.get(bento_or_image)
+        except bentoml.exceptions.NotFound: b = None  # an image reference without a registry part
+    if b is not None: return image_tag(b), name or b.info.labels.get("nbdeploy.name", b.tag.name).lower()
+    if not isinstance(bento_or_image, str): raise InputError(f"give a Bento, a Bento tag or an image reference, not {type(bento_or_image).__name__}")
     if not name: raise InputError("name= is required when giving an image reference, e.g. manifests(image, name='churn')")
     return bento_or_image, name
 
