@@ -167,7 +167,7 @@ def _undo(sm, created: list) -> list[str]:
         except (ClientError, BotoCoreError): pass
     return done
 
-# %% ../nbs/51_sagemaker.ipynb #2f36dd0c
+# %% ../nbs/51_sagemaker.ipynb #9d18a947
 def _start(self, bento, name: str, version: int, env: dict) -> dict:
     "Push `bento`'s image and put version `version` of `name` behind its endpoint (not yet waited for)."
     endpoint, version_name = sm_name(name), sm_name(name, version)
@@ -180,7 +180,8 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
     except (ClientError, BotoCoreError) as e:
         removed = _undo(sm, created)
         err = aws_error(e, f"putting {version_name} behind endpoint {endpoint}")
-        raise DeployError(f"{err}\nRemoved again: {', '.join(removed) or 'nothing had been created'}.") from e
+        raise DeployError(f"{err}\nRemoved again: {', '.join(removed) or 'nothing had been created'}. "
+                          f"The pushed image {image} stays in its repository (a lifecycle policy prunes old images).") from e
     runtime = self.client("sagemaker-runtime").meta.endpoint_url
     handle = {"endpoint": endpoint, "model": version_name, "config": version_name, "region": sm.meta.region_name, "how": how}
     return {"url": f"{runtime}/endpoints/{endpoint}/invocations", "handle": json.dumps(handle), "port": None, "image": image}
