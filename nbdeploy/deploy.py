@@ -7,7 +7,7 @@ __all__ = ['TARGETS', 'STARTUP_FAILED', 'Target', 'register_target', 'get_target
            'LocalTarget', 'wait_ready', 'rollout', 'fail', 'service_error', 'Deployment', 'readiness', 'gate',
            'as_bento', 'deploy', 'server_env', 'deployments', 'deployment', 'stop', 'rollback']
 
-# %% ../nbs/06_deploy.ipynb #583aa5f6
+# %% ../nbs/06_deploy.ipynb #16511bc3
 import atexit
 import os
 import signal
@@ -28,6 +28,7 @@ from .config import bentoml_home, subdir
 from .errors import CheckFailed, DeployError, InputError, NotFoundError
 from .package import package, verify
 from .schema import to_rows
+from .widgets import progress
 
 # %% ../nbs/06_deploy.ipynb #c93f1977
 class Target:
@@ -124,15 +125,19 @@ def wait_ready(url: str, # the service's base URL
         time.sleep(0.25)
     raise DeployError(f"the server did not become ready within {timeout:.0f} s")
 
-# %% ../nbs/06_deploy.ipynb #00747a40
-def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dict | None, event: str = "deployed") -> dict:
+# %% ../nbs/06_deploy.ipynb #1ef92086
+def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dict | None, event: str = "deployed",
+            step=lambda label: None, # progress callback, called as each step starts
+           ) -> dict:
     "Start `row`'s version on `t`, gate it on /readyz, then retire `replace`; the row, now serving."
     name, version = row["name"], row["version"]
     try:
         verify(bento)
+        step(f"start on {t.name}")
         started = t.start(bento, name, version, env)
         row = ledger.update(name, version, "started", started["url"], url=started["url"], port=started["port"],
                             handle=started["handle"], image=started.get("image"))
+        step("health check")
         wait_ready(row["url"], lambda: t.alive(row), timeout)
         promote = getattr(t, "promote", None)
         if promote: promote(row)
@@ -270,7 +275,7 @@ def as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto"
         b = package(model_or_bento, name, sample=sample, report=report, runtime=runtime, parity_data=X_test)
     return b, name or b.info.labels.get("nbdeploy.name", b.tag.name)
 
-# %% ../nbs/06_deploy.ipynb #7a48fde8
+# %% ../nbs/06_deploy.ipynb #77bac6cd
 def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            name: str | None = None, # deployment name (required for a model; defaults to the Bento's name)
            target: str = "local", # where to run it: see `TARGETS`
@@ -287,15 +292,19 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
     "Put a model or Bento in service on `target` as the next version of `name`; the previous one serves until it is healthy."
     t = get_target(target)
     is_model = not isinstance(model_or_bento, (bentoml.Bento, str))
-    report = readiness(model_or_bento, X_test, y_test, report, check_kwargs) if is_model else report
-    if report is not None: gate(report.verdict, report.reasons, force)
-    bento, name = as_bento(model_or_bento, name, sample, report, X_test, runtime)
-    verdict = report.verdict if report is not None else bento.info.labels.get("nbdeploy.verdict")
-    if report is None and verdict == "fail": gate(verdict, [f"{bento.tag} was packaged with a failing readiness report"], force)
-    key = api_key or os.environ.get("NBDEPLOY_API_KEY")
-    previous = ledger.live(name)
-    row = ledger.begin(name, t.name, str(bento.tag), verdict, forced=force and verdict == "fail", auth=bool(key))
-    row = rollout(t, row, bento, server_env(row, key), timeout, replace=previous)
+    steps = (["check"] if is_model and X_test is not None else []) + (["package"] if is_model else []) + [f"start on {t.name}", "health check"]
+    with progress(steps, desc=f"deploy {name or 'model'}") as step:
+        if is_model and X_test is not None: step("check")
+        report = readiness(model_or_bento, X_test, y_test, report, check_kwargs) if is_model else report
+        if report is not None: gate(report.verdict, report.reasons, force)
+        if is_model: step("package")
+        bento, name = as_bento(model_or_bento, name, sample, report, X_test, runtime)
+        verdict = report.verdict if report is not None else bento.info.labels.get("nbdeploy.verdict")
+        if report is None and verdict == "fail": gate(verdict, [f"{bento.tag} was packaged with a failing readiness report"], force)
+        key = api_key or os.environ.get("NBDEPLOY_API_KEY")
+        previous = ledger.live(name)
+        row = ledger.begin(name, t.name, str(bento.tag), verdict, forced=force and verdict == "fail", auth=bool(key))
+        row = rollout(t, row, bento, server_env(row, key), timeout, replace=previous, step=step)
     dep = Deployment(name, row["version"], api_key=key)
     if ephemeral: atexit.register(dep.stop)
     return dep

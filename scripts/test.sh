@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOCKER_BUILDKIT=0 BENTOML_DO_NOT_TRACK=true PIP_DISABLE_PIP_VERSION_CHECK=1
 
+echo "== the JupyterLab sidebar: build labextension/ so the install below bundles it (users get it prebuilt, no node)"
+python -m pip install -q "jupyterlab>=4.6,<5"
+(cd labextension && jlpm install --immutable && jlpm build)
+
+echo "== Debian's chromium for the browser test (tests/test_sidebar.py skips and says why without it)"
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: the browser test will skip"
+
 echo "== installing nbdeploy with its dev extra"
 python -m pip install -q -e ".[dev]"
 
