@@ -125,7 +125,7 @@ def wait_ready(url: str, # the service's base URL
         time.sleep(0.25)
     raise DeployError(f"the server did not become ready within {timeout:.0f} s")
 
-# %% ../nbs/06_deploy.ipynb #1ef92086
+# %% ../nbs/06_deploy.ipynb #04da5324
 def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dict | None, event: str = "deployed",
             step=lambda label: None, # progress callback, called as each step starts
            ) -> dict:
@@ -138,7 +138,8 @@ def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dic
         row = ledger.update(name, version, "started", started["url"], url=started["url"], port=started["port"],
                             handle=started["handle"], image=started.get("image"))
         step("health check")
-        wait_ready(row["url"], lambda: t.alive(row), timeout)
+        if hasattr(t, "wait_ready"): t.wait_ready(row, timeout)  # a target that knows better (a cloud endpoint's state)
+        else: wait_ready(row["url"], lambda: t.alive(row), timeout)
         promote = getattr(t, "promote", None)
         if promote: promote(row)
     except BaseException as e:
