@@ -75,7 +75,7 @@ def _stream_push(client, ref: str, auth: dict | None) -> str:
     if not digest: raise DeployError(f"pushing {ref} ended without a digest from the registry; retry, and check its log")
     return digest
 
-# %% ../nbs/50_registry.ipynb #62fdbc98
+# %% ../nbs/50_registry.ipynb #0c4167c9
 def push(image: str, # local image reference (from `nd.containerize`)
          registry: str, # where to push: host[:port][/prefix], e.g. '127.0.0.1:5000' or an ECR registry
          repository: str | None = None, # repository in the registry; default the image's own
@@ -88,8 +88,12 @@ def push(image: str, # local image reference (from `nd.containerize`)
     try: img = client.images.get(image)
     except ImageNotFound: raise InputError(f"no image {image!r} on the engine: build it with nd.containerize(bento)") from None
     repo, t = split_image(ref)
+    tagged_here = ref not in img.tags
     img.tag(repo, t)
     try: digest = _stream_push(client, ref, auth)
-    except APIError as e: raise DeployError(f"pushing {ref} failed: {_hint(str(e), registry)}. The engine said: {e.explanation or e}") from e
-    except DockerException as e: raise DeployError(f"pushing {ref} failed: {e}") from e
+    except (DeployError, DockerException) as e:
+        if tagged_here: client.images.remove(ref)  # leave no remote-named tag behind for a push that did not happen
+        if isinstance(e, DeployError): raise
+        hint = _hint(str(e), registry) if isinstance(e, APIError) else "the engine failed"
+        raise DeployError(f"pushing {ref} failed: {hint}. The engine said: {getattr(e, 'explanation', None) or e}") from e
     return f"{ref}@{digest}"

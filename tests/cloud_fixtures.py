@@ -77,12 +77,24 @@ def _registry(htpasswd: str | None = None):
     return f"127.0.0.1:{port}", stop
 
 
+def untag(client, prefix: str = "", suffix: str = "") -> None:
+    "Remove the engine's tags that start with `prefix` and end with `suffix` (their layers stay while other tags use them)."
+    for img in client.images.list():
+        digests = [d for d in img.attrs.get("RepoDigests") or [] if not suffix]  # pulled by digest: no tag, only this
+        for t in [*img.tags, *digests]:
+            if t.startswith(prefix) and t.endswith(suffix):
+                try: client.images.remove(t)
+                except Exception: pass
+
+
 @pytest.fixture(scope="session")
 def registry(docker_engine):
     "A real OCI registry (Debian's docker-registry) on 127.0.0.1: its `host:port`."
     host, stop = _registry()
     yield host
     stop()
+    untag(docker_engine, prefix=f"{host}/")
+    untag(docker_engine, suffix="-sagemaker")
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +110,7 @@ def auth_registry(docker_engine):
     host, stop = _registry(f"nbdeploy:{hashed}")
     yield host, "nbdeploy", "s3cret"
     stop()
+    untag(docker_engine, prefix=f"{host}/")
 
 
 @pytest.fixture(scope="session")

@@ -48,3 +48,9 @@ def test_registry_that_requires_credentials(docker_engine, iris_image, auth_regi
     assert ref.startswith(f"{host}/private/iris:v1@sha256:")
     assert requests.get(f"http://{host}/v2/private/iris/tags/list", timeout=10).status_code == 401
     assert requests.get(f"http://{host}/v2/private/iris/tags/list", auth=(user, password), timeout=10).json()["tags"] == ["v1"]
+
+
+def test_failed_push_leaves_no_tag(docker_engine, iris_image):
+    _, tag, _ = iris_image
+    with pytest.raises(DeployError): push(tag, registry="127.0.0.1:1", repository="gone/iris", tag="x")
+    with pytest.raises(ImageNotFound): docker_engine.images.get("127.0.0.1:1/gone/iris:x")
