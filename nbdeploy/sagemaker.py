@@ -42,7 +42,7 @@ def sagemaker_image(image: str, # a service image from `nd.containerize`
                  tag=out, network_mode="none", labels={"org.nbdeploy.sagemaker.from": src.id})
     return out
 
-# %% ../nbs/51_sagemaker.ipynb #062764ac
+# %% ../nbs/51_sagemaker.ipynb #7dd0e47f
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 def sm_name(name: str, version: int | None = None) -> str:
@@ -61,6 +61,8 @@ def aws_error(e: Exception, doing: str) -> DeployError:
     elif isinstance(e, EndpointConnectionError): why = f"the AWS endpoint does not answer ({e}): check the network, region and AWS_ENDPOINT_URL"
     elif isinstance(e, ClientError):
         code, msg = e.response["Error"].get("Code", ""), e.response["Error"].get("Message", "")
+        if msg.lstrip().startswith("<"):  # an HTML error page, not an AWS error document
+            msg = f"the service answered HTTP {e.response.get('ResponseMetadata', {}).get('HTTPStatusCode', code)} with no AWS error (does this endpoint implement {e.operation_name}?)"
         if code in ("ResourceLimitExceeded", "ResourceLimitExceededException", "ServiceQuotaExceededException"):
             why = f"an AWS quota is reached ({msg}): delete unused endpoints or request a higher limit in Service Quotas"
         elif "already exist" in msg.lower() or code in ("ResourceInUse", "RepositoryAlreadyExistsException"):
@@ -188,7 +190,7 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
 
 SageMakerTarget._push, SageMakerTarget.start = _push, _start
 
-# %% ../nbs/51_sagemaker.ipynb #df287d06
+# %% ../nbs/51_sagemaker.ipynb #cfb6e6fa
 def _handle(row: dict) -> dict: return json.loads(row["handle"]) if row.get("handle") else {}
 
 def _describe(self, row: dict) -> dict | None:
@@ -222,7 +224,8 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
 def _logs(self, row: dict, tail: int = 100) -> str:
     "What SageMaker says about the endpoint: status, config, failure reason (container logs are in CloudWatch)."
     d, h = self._describe(row), _handle(row)
-    if d is None: return f"[nbdeploy] endpoint {h.get('endpoint')} does not exist"
+    if not h: return ""
+    if d is None: return f"[nbdeploy] endpoint {h['endpoint']} does not exist"
     return (f"[nbdeploy] endpoint {d['EndpointName']}: {d['EndpointStatus']} on {d['EndpointConfigName']}"
             + (f"; {d['FailureReason']}" if d.get("FailureReason") else "")
             + f"; container logs: CloudWatch log group /aws/sagemaker/Endpoints/{d['EndpointName']}")

@@ -132,7 +132,7 @@ def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
 def rollout_uses_target_gate() -> bool:
     "Whether nd.deploy's rollout waits with a target's own `wait_ready` (needed for targets without a reachable /readyz)."
     import importlib, inspect
-    return 'getattr(t, "wait_ready"' in inspect.getsource(importlib.import_module("nbdeploy.deploy").rollout)
+    return "t.wait_ready(" in inspect.getsource(importlib.import_module("nbdeploy.deploy").rollout)
 
 
 @pytest.mark.skipif(not rollout_uses_target_gate(), reason="nd.deploy's rollout does not call a target's own wait_ready yet")
