@@ -191,13 +191,13 @@ def report_parts(report) -> tuple[dict | None, dict | None, str | None]:
     if report is None: return None, None, None
     return report.to_dict(), report.summary(), report.model_card()
 
-# %% ../nbs/04_package.ipynb #2690fec2
+# %% ../nbs/04_package.ipynb #8b23563e
 def package(model, # a fitted estimator or Pipeline: anything with `predict`
             name: str, # the deployment name; also the Bento's and the stored model's name
             sample, # a few training rows (DataFrame or array): they define the service's input schema
             report=None, # a readiness `Report` from `nd.check`, packed into the Bento and served in /metadata
             max_rows: int = 10_000, # the most rows one request may carry
-            workers: int = 1, # server worker processes
+            workers: int | None = None, # server worker processes; None: fitted to the serving machine (1 per core, at most 4)
             runtime: str = "auto", # "auto": ONNX Runtime where it converts and matches, else native; "native"; "onnx"
             parity_data=None, # rows to prove ONNX parity on (default: `sample`); `deploy` passes the test data
             safe: bool = False, # store with skops instead of pickle, loading only trusted types

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['Finite', 'OPEN_PATHS', 'ALIASES', 'column_type', 'row_model', 'columns_of_rows', 'rows_to_frame', 'onnx_feeds',
            'sha256_of', 'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'is_json', 'Gate', 'as_json',
-           'refusal', 'ascore', 'score', 'Coalescer', 'join', 'make_service']
+           'refusal', 'ascore', 'score', 'Coalescer', 'join', 'fitted_workers', 'make_service']
 
 # %% ../nbs/03_serving.ipynb #9622254c
 import asyncio
@@ -209,7 +209,13 @@ def join(parts: list):
     if len(parts) == 1: return parts[0]
     return pd.concat(parts, ignore_index=True) if isinstance(parts[0], pd.DataFrame) else np.concatenate(parts)
 
-# %% ../nbs/03_serving.ipynb #a50cfccb
+# %% ../nbs/03_serving.ipynb #bfa482f0
+def fitted_workers() -> int:
+    "Server worker processes for this machine: one per core available to this process, at most 4."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+# %% ../nbs/03_serving.ipynb #49a88eef
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
                 ) -> type:
@@ -219,7 +225,7 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
     class Predictions(BaseModel): predictions: list
     class Probabilities(BaseModel): probabilities: list[list[float]]; classes: list
 
-    @bentoml.service(name=spec["service_name"], workers=spec.get("workers", 1), traffic={"timeout": 60})
+    @bentoml.service(name=spec["service_name"], workers=spec.get("workers") or fitted_workers(), traffic={"timeout": 60})
     class Svc:
         model = model_ref
         def __init__(self):
