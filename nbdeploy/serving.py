@@ -143,12 +143,12 @@ class Gate:
         dep = {k: os.environ[f"NBDEPLOY_DEPLOYMENT_{k.upper()}"] for k in ("name", "version") if f"NBDEPLOY_DEPLOYMENT_{k.upper()}" in os.environ}
         return {**self.metadata, "deployment": dep or None}
 
-# %% ../nbs/03_serving.ipynb #2448e37d
+# %% ../nbs/03_serving.ipynb #ac4ea95c
 def as_json(a) -> list:
     "A prediction array as plain JSON values."
     return np.asarray(a).tolist()
 
-# %% ../nbs/03_serving.ipynb #8e566507
+# %% ../nbs/03_serving.ipynb #b8aa0069
 def refusal(msg: str) -> ValidationError:
     "A 400 in the same shape as a schema violation (`error` and a `detail` list), for rows the model refuses."
     return ValidationError.from_exception_data("Input", [{"type": "value_error", "loc": ("inputs",), "input": None, "ctx": {"error": ValueError(msg)}}])
@@ -168,7 +168,7 @@ def score(fn, X):
             raise refusal(f"the model could not score these rows: {e}") from e
         raise
 
-# %% ../nbs/03_serving.ipynb #7bcf9c61
+# %% ../nbs/03_serving.ipynb #db593f85
 class Coalescer:
     "Score concurrent requests in shared model calls: those that arrive while the model is busy go together."
     def __init__(self, fn, # model method taking a frame or array
@@ -203,19 +203,19 @@ class Coalescer:
         for x, fut in batch:
             fut.set_result(out[i:i + len(x)]); i += len(x)
 
-# %% ../nbs/03_serving.ipynb #06838828
+# %% ../nbs/03_serving.ipynb #2d5d1c76
 def join(parts: list):
     "One frame or array from several, in order."
     if len(parts) == 1: return parts[0]
     return pd.concat(parts, ignore_index=True) if isinstance(parts[0], pd.DataFrame) else np.concatenate(parts)
 
-# %% ../nbs/03_serving.ipynb #bfa482f0
+# %% ../nbs/03_serving.ipynb #be6c0f24
 def fitted_workers() -> int:
     "Server worker processes for this machine: one per core available to this process, at most 4."
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores))
 
-# %% ../nbs/03_serving.ipynb #49a88eef
+# %% ../nbs/03_serving.ipynb #dac54955
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
                 ) -> type:
