@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/20_api.ipynb #6e57ac7f
+# %% ../nbs/20_api.ipynb #5f8b8317
 from . import config as config
 from .errors import CheckFailed, DeployError, InputError, NbdeployError, NotFoundError, PackagingError
 from .check import Report, check
@@ -15,4 +15,8 @@ from .images import base_image
 from .containers import containerize
 from .deploy import Deployment, deploy, deployment, deployments, register_target, rollback, stop
 from . import docker_target as docker_target  # registers target="docker"
+from .registry import push
+from .kubernetes import KubernetesTarget, manifests  # registers target="kubernetes"
+from .sagemaker import SageMakerTarget  # registers target="sagemaker"
+from .batch import batch
 from .magic import load_ipython_extension  # %load_ext nbdeploy

@@ -189,14 +189,16 @@ class Deployment:
 
     def __repr__(self): return f"Deployment({self.name!r}, version={self.version}, target={self.target!r}, url={self.url!r}, status={self.row['status']!r})"
 
-# %% ../nbs/06_deploy.ipynb #410cff0f
+# %% ../nbs/06_deploy.ipynb #6fb47d31
 def _status(self) -> str:
     "The version's status: serving, unhealthy, dead, or the ledger's word (stopped, retired, failed, ...)."
     row = self.row
     if row["status"] != "serving": return row["status"]
-    if not get_target(row["target"]).alive(row):
-        ledger.update(self.name, self.version, "died", get_target(row["target"]).logs(row, 20), status="dead")
+    t = get_target(row["target"])
+    if not t.alive(row):
+        ledger.update(self.name, self.version, "died", t.logs(row, 20), status="dead")
         return "dead"
+    if hasattr(t, "wait_ready"): return "serving"  # a cluster or cloud endpoint: the target's word, not an HTTP probe from here
     try: ok = requests.get(f"{row['url']}/readyz", timeout=5).status_code == 200
     except requests.RequestException: ok = False
     return "serving" if ok else "unhealthy"

@@ -12,6 +12,11 @@ python -m pip install -q "jupyterlab>=4.6,<5"
 echo "== Debian's chromium for the browser test (tests/test_sidebar.py skips and says why without it)"
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: the browser test will skip"
 
+echo "== Debian packages for the registry, Spark and manifest tests (each skips and says why without its tool)"
+need=(); command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless); command -v kubectl >/dev/null || need+=(kubernetes-client)
+[ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || echo "could not install ${need[*]}"
+
 echo "== installing nbdeploy with its dev extra"
 python -m pip install -q -e ".[dev]"
 
