@@ -71,7 +71,7 @@ def server_process(row: dict) -> psutil.Process | None:
         return p if ok else None
     except (psutil.Error, TypeError, ValueError): return None
 
-# %% ../nbs/06_deploy.ipynb #5a8378f3
+# %% ../nbs/06_deploy.ipynb #3cd9d52e
 STARTUP_FAILED = "Application startup failed"
 
 class LocalTarget(Target):
@@ -97,12 +97,16 @@ class LocalTarget(Target):
     def log(self, row) -> Path: return subdir("logs")/f"{row['name']}-v{row['version']}.log"
 
     def stop(self, row):
+        "Stop the server and its workers (which BentoML starts in sessions of their own)."
         p = server_process(row)
         if p is None: return
+        tree = [p, *p.children(recursive=True)]
         try: os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError: return
-        try: p.wait(15)
-        except psutil.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+        gone, alive = psutil.wait_procs(tree, timeout=15)
+        for q in alive:
+            try: q.kill()
+            except psutil.NoSuchProcess: pass
         child = self.children.pop(p.pid, None)
         if child: child.wait(5)
 

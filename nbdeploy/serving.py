@@ -5,13 +5,15 @@
 # %% auto #0
 __all__ = ['Finite', 'OPEN_PATHS', 'ALIASES', 'column_type', 'row_model', 'columns_of_rows', 'rows_to_frame', 'onnx_feeds',
            'sha256_of', 'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'is_json', 'Gate', 'as_json',
-           'refusal', 'ascore', 'score', 'Coalescer', 'join', 'fitted_workers', 'make_service']
+           'refusal', 'ascore', 'score', 'die_with_parent', 'Coalescer', 'join', 'fitted_workers', 'make_service']
 
-# %% ../nbs/03_serving.ipynb #9622254c
+# %% ../nbs/03_serving.ipynb #f4ebd166
 import asyncio
 import hashlib
 import hmac
 import os
+import signal
+import sys
 from typing import Annotated, Any, Literal, Optional
 
 import bentoml
@@ -168,7 +170,15 @@ def score(fn, X):
             raise refusal(f"the model could not score these rows: {e}") from e
         raise
 
-# %% ../nbs/03_serving.ipynb #db593f85
+# %% ../nbs/03_serving.ipynb #15831853
+def die_with_parent() -> None:
+    "On Linux, have this process get SIGTERM when its parent dies (`PR_SET_PDEATHSIG`)."
+    if not sys.platform.startswith("linux"): return
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1: os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
+
+# %% ../nbs/03_serving.ipynb #9a97af3b
 class Coalescer:
     "Score concurrent requests in shared model calls: those that arrive while the model is busy go together."
     def __init__(self, fn, # model method taking a frame or array
@@ -203,19 +213,19 @@ class Coalescer:
         for x, fut in batch:
             fut.set_result(out[i:i + len(x)]); i += len(x)
 
-# %% ../nbs/03_serving.ipynb #2d5d1c76
+# %% ../nbs/03_serving.ipynb #16cbb275
 def join(parts: list):
     "One frame or array from several, in order."
     if len(parts) == 1: return parts[0]
     return pd.concat(parts, ignore_index=True) if isinstance(parts[0], pd.DataFrame) else np.concatenate(parts)
 
-# %% ../nbs/03_serving.ipynb #be6c0f24
+# %% ../nbs/03_serving.ipynb #a6ffe5ba
 def fitted_workers() -> int:
     "Server worker processes for this machine: one per core available to this process, at most 4."
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores))
 
-# %% ../nbs/03_serving.ipynb #dac54955
+# %% ../nbs/03_serving.ipynb #0a87f60a
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
                 ) -> type:
@@ -229,6 +239,7 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
     class Svc:
         model = model_ref
         def __init__(self):
+            die_with_parent()
             self.est = load_verified(self.model)  # on an instance, BentoModel resolves to the stored model
             if spec.get("runtime") == "onnx":
                 self.sess = onnx_session(self.model)

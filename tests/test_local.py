@@ -192,7 +192,11 @@ def test_rollback_needs_an_earlier_healthy_version():
     with pytest.raises(nd.NotFoundError, match="earlier version"):
         nd.rollback("lonely")
     assert only.status() == "serving"
+    import psutil
+    tree = [psutil.Process(int(only.row["handle"]))]
+    tree += tree[0].children(recursive=True)
     only.stop()
+    assert not any(q.is_running() and q.status() != psutil.STATUS_ZOMBIE for q in tree)  # server and workers gone
 
 
 def test_bad_names_and_targets_are_refused():

@@ -114,12 +114,16 @@ def test_sustained_load_has_no_errors_and_bounded_memory(svc):
 def test_a_killed_server_is_reported_dead_and_recorded():
     df, y = churn_frame(seed=9)
     dep = nd.deploy(churn_pipeline(df, y, 5), name="killed", sample=df)
+    workers = psutil.Process(int(dep.row["handle"])).children(recursive=True)
+    assert workers
     os.killpg(int(dep.row["handle"]), signal.SIGKILL)
     for _ in range(50):
         if dep.status() == "dead": break
         time.sleep(0.2)
     assert dep.status() == "dead"
     assert [e["event"] for e in ledger.events("killed")][-1] == "died"
+    gone, orphans = psutil.wait_procs(workers, timeout=15)  # workers die with their parent, none left behind
+    assert not orphans, [q.cmdline() for q in orphans]
 
 
 def test_an_interrupted_deploy_leaves_the_previous_version_serving(monkeypatch):
