@@ -170,13 +170,14 @@ def score(fn, X):
             raise refusal(f"the model could not score these rows: {e}") from e
         raise
 
-# %% ../nbs/03_serving.ipynb #15831853
+# %% ../nbs/03_serving.ipynb #6e8a5f69
 def die_with_parent() -> None:
     "On Linux, have this process get SIGTERM when its parent dies (`PR_SET_PDEATHSIG`)."
     if not sys.platform.startswith("linux"): return
     import ctypes
+    parent = os.getppid()  # in a container the parent may be PID 1 itself, so compare, don't test for 1
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1: os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
+    if os.getppid() != parent: os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
 
 # %% ../nbs/03_serving.ipynb #9a97af3b
 class Coalescer:
