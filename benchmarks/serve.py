@@ -72,6 +72,30 @@ class Hello:
         return {"predictions": [0] * len(inputs)}
 '''
 
+# The same constant answer through nbdeploy's serving stack (its middleware, direct path, timer fix, worker count):
+# the ceiling for nbdeploy's services on this machine.
+HELLO_NBDEPLOY = '''
+import bentoml
+from pydantic import BaseModel
+from nbdeploy.serving import Gate, direct_routes, fitted_workers, release_request_timers
+
+release_request_timers()
+live = {}
+
+class Predictions(BaseModel):
+    predictions: list
+
+@bentoml.service(workers=fitted_workers(), traffic={"timeout": 60})
+class Hello:
+    def __init__(self): live["instance"] = self
+
+    @bentoml.api
+    async def hello(self, inputs: list) -> Predictions:
+        return Predictions(predictions=[0] * len(inputs))
+
+Hello.add_asgi_middleware(Gate, metadata={}, direct=lambda: direct_routes(Hello, live.get("instance")))
+'''
+
 FASTAPI_APP = '''
 import joblib, os
 import pandas as pd
@@ -182,10 +206,12 @@ def rows(X, n):
     return X.head(n).to_dict(orient="records")
 
 
-def svc_nbdeploy(runtime):
+def svc_nbdeploy(runtime, direct=True):
     def go(model, X, work):
         import nbdeploy as nd
-        dep = nd.deploy(model, name=f"bench-{runtime}", sample=X, runtime=runtime)
+        if not direct: os.environ["NBDEPLOY_FAST_PATH"] = "0"  # the server inherits it: BentoML's own handler answers
+        try: dep = nd.deploy(model, name=f"bench-{runtime}{'' if direct else '-routed'}", sample=X, runtime=runtime)
+        finally: os.environ.pop("NBDEPLOY_FAST_PATH", None)
         assert dep.metadata()["runtime"]["runtime"] == runtime, dep.metadata()["runtime"]
         return dep.stop, f"{dep.url}/predict", lambda n: {"inputs": rows(X, n)}
     return go
@@ -230,18 +256,23 @@ def svc_mlflow(model, X, work):
     return (lambda: stop(p)), f"http://127.0.0.1:{port}/invocations", lambda n: {"dataframe_records": rows(X, n)}
 
 
-def svc_hello(model, X, work):
-    d = work / "hello"; d.mkdir(exist_ok=True)
-    (d / "service.py").write_text(HELLO)
-    port = free_port()
-    p = start([sys.executable, "-m", "bentoml", "serve", "service:Hello", "--host", "127.0.0.1", "--port", str(port)], cwd=d)
-    wait(f"http://127.0.0.1:{port}/readyz")
-    return (lambda: stop(p)), f"http://127.0.0.1:{port}/hello", lambda n: {"inputs": rows(X, n)}
+def svc_hello(source):
+    def go(model, X, work):
+        d = work / f"hello-{abs(hash(source))}"; d.mkdir(exist_ok=True)
+        (d / "service.py").write_text(source)
+        port = free_port()
+        p = start([sys.executable, "-m", "bentoml", "serve", "service:Hello", "--host", "127.0.0.1", "--port", str(port)], cwd=d)
+        wait(f"http://127.0.0.1:{port}/readyz")
+        return (lambda: stop(p)), f"http://127.0.0.1:{port}/hello", lambda n: {"inputs": rows(X, n)}
+    return go
 
 
-SERVICES = {"nbdeploy-onnx": svc_nbdeploy("onnx"), "nbdeploy-native": svc_nbdeploy("native"), "bentoml-docs": svc_bentoml_docs,
-            "fastapi": svc_fastapi, "mlflow": svc_mlflow, "hello-world": svc_hello}
+SERVICES = {"nbdeploy-onnx": svc_nbdeploy("onnx"), "nbdeploy-native": svc_nbdeploy("native"),
+            "nbdeploy-onnx, BentoML handler": svc_nbdeploy("onnx", direct=False), "bentoml-docs": svc_bentoml_docs,
+            "fastapi": svc_fastapi, "mlflow": svc_mlflow, "hello-world (BentoML)": svc_hello(HELLO),
+            "hello-world (nbdeploy stack)": svc_hello(HELLO_NBDEPLOY)}
 PEERS = ("bentoml-docs", "fastapi", "mlflow")
+CEILING = "hello-world (nbdeploy stack)"
 
 
 def measure(seconds, loads, only):
@@ -262,6 +293,14 @@ def measure(seconds, loads, only):
     return results
 
 
+def engine_reachable() -> bool:
+    "Whether a Docker engine answers (scripts/docker-engine.sh starts one)."
+    try:
+        import docker
+        return bool(docker.from_env().ping())
+    except Exception: return False
+
+
 def time_to_ready():
     "Seconds from the deploy call to a passing health check: nbdeploy local (first, after retraining) and the peers."
     import bentoml
@@ -272,6 +311,11 @@ def time_to_ready():
     retrained = RandomForestClassifier(n_estimators=50, random_state=1).fit(X, load_iris().target)
     t = time.perf_counter(); dep2 = nd.deploy(retrained, name="bench-ttr", sample=X); out["nbdeploy local, after retraining (v2 live)"] = time.perf_counter() - t
     dep2.stop()
+    if engine_reachable():
+        t = time.perf_counter(); nd.base_image(); out["nbdeploy docker, base image (once per machine, cached after)"] = time.perf_counter() - t
+        for label, m in (("first deploy (image built)", model), ("after retraining (v2 live)", retrained)):
+            t = time.perf_counter(); d = nd.deploy(m, name="bench-ttr-docker", sample=X, target="docker"); out[f"nbdeploy docker, {label}"] = time.perf_counter() - t
+        d.stop()
     work = Path(tempfile.mkdtemp(prefix="nbdeploy-ttr-"))
     for name, starter in (("bentoml serve (docs service, model saved)", svc_bentoml_docs), ("mlflow models serve (model saved)", svc_mlflow)):
         t = time.perf_counter(); stopper, url, body = starter(model, X, work); out[name] = time.perf_counter() - t
@@ -280,13 +324,16 @@ def time_to_ready():
 
 
 def table(results, mname, clients, n):
-    best = max((results.get(f"{mname}|{p}|{clients}|{n}", {}).get("rps", 0) for p in PEERS), default=0) or float("nan")
-    p99s = [results[f"{mname}|{p}|{clients}|{n}"]["p99_ms"] for p in PEERS if f"{mname}|{p}|{clients}|{n}" in results]
-    best_p99 = min(p99s) if p99s else float("nan")
-    lines = [f"\n**{mname}, {clients} clients, {n}-row bodies**\n", "| service | req/s | p50 ms | p99 ms | errors | req/s / best peer | p99 / best peer |", "|---|---|---|---|---|---|---|"]
+    get = lambda s: results.get(f"{mname}|{s}|{clients}|{n}")
+    best = max((get(p) or {}).get("rps", 0) for p in PEERS) or float("nan")
+    best_p99 = min((get(p)["p99_ms"] for p in PEERS if get(p)), default=float("nan"))
+    ceiling = (get(CEILING) or {}).get("rps", float("nan"))
+    lines = [f"\n**{mname}, {clients} clients, {n}-row bodies**\n",
+             "| service | req/s | p50 ms | p99 ms | errors | req/s / best peer | p99 / best peer | req/s / ceiling |", "|---|---|---|---|---|---|---|---|"]
     for s in SERVICES:
-        r = results.get(f"{mname}|{s}|{clients}|{n}")
-        if r: lines.append(f"| {s} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['rps'] / best:.2f} | {r['p99_ms'] / best_p99:.2f} |")
+        if r := get(s):
+            lines.append(f"| {s} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['rps'] / best:.2f} | "
+                         f"{r['p99_ms'] / best_p99:.2f} | {r['rps'] / ceiling:.2f} |")
     return "\n".join(lines)
 
 

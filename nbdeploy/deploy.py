@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['TARGETS', 'STARTUP_FAILED', 'Target', 'register_target', 'get_target', 'free_port', 'tail_of', 'server_process',
-           'LocalTarget', 'wait_ready', 'rollout', 'fail', 'service_error', 'Deployment', 'readiness', 'gate',
-           'as_bento', 'deploy', 'server_env', 'deployments', 'deployment', 'stop', 'rollback']
+           'server_home', 'LocalTarget', 'wait_ready', 'rollout', 'fail', 'service_error', 'Deployment', 'readiness',
+           'gate', 'as_bento', 'deploy', 'server_env', 'deployments', 'deployment', 'stop', 'rollback']
 
 # %% ../nbs/06_deploy.ipynb #16511bc3
 import atexit
@@ -71,7 +71,18 @@ def server_process(row: dict) -> psutil.Process | None:
         return p if ok else None
     except (psutil.Error, TypeError, ValueError): return None
 
-# %% ../nbs/06_deploy.ipynb #3cd9d52e
+# %% ../nbs/06_deploy.ipynb #36880d4c
+def server_home(name: str, version: int) -> Path:
+    "A BentoML home for one server: its own metrics and temporary files, the shared Bento and model stores."
+    home = subdir("run")/f"{name}-v{version}"
+    home.mkdir(parents=True, exist_ok=True)
+    for store in ("bentos", "models"):
+        link, target = home/store, bentoml_home()/store
+        if link.is_symlink() and link.readlink() != target: link.unlink()
+        if not link.is_symlink(): link.symlink_to(target, target_is_directory=True)
+    return home
+
+# %% ../nbs/06_deploy.ipynb #fa17306f
 STARTUP_FAILED = "Application startup failed"
 
 class LocalTarget(Target):
@@ -83,7 +94,7 @@ class LocalTarget(Target):
         port = free_port()
         log = self.log({"name": name, "version": version})
         cmd = [sys.executable, "-m", "bentoml", "serve", str(bento.tag), "--host", "127.0.0.1", "--port", str(port)]
-        full_env = {**os.environ, **env, "BENTOML_HOME": str(bentoml_home()), "BENTOML_DO_NOT_TRACK": "true"}
+        full_env = {**os.environ, **env, "BENTOML_HOME": str(server_home(name, version)), "BENTOML_DO_NOT_TRACK": "true"}
         with open(log, "ab") as f:
             p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
                                  cwd=subdir("run"), start_new_session=True)
@@ -114,7 +125,7 @@ class LocalTarget(Target):
 
 register_target(LocalTarget())
 
-# %% ../nbs/06_deploy.ipynb #5fa1cdd5
+# %% ../nbs/06_deploy.ipynb #070e9a49
 def wait_ready(url: str, # the service's base URL
                alive, # () -> bool: is the server still running
                timeout: float = 120, # seconds to wait at most
@@ -129,7 +140,7 @@ def wait_ready(url: str, # the service's base URL
         time.sleep(0.25)
     raise DeployError(f"the server did not become ready within {timeout:.0f} s")
 
-# %% ../nbs/06_deploy.ipynb #04da5324
+# %% ../nbs/06_deploy.ipynb #7d245a52
 def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dict | None, event: str = "deployed",
             step=lambda label: None, # progress callback, called as each step starts
            ) -> dict:
@@ -156,7 +167,7 @@ def rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: dic
         ledger.update(name, replace["version"], "retired", f"replaced by v{version}", status="retired")
     return row
 
-# %% ../nbs/06_deploy.ipynb #d21a81b9
+# %% ../nbs/06_deploy.ipynb #05fca04a
 def fail(t: Target, row: dict, e: BaseException) -> None:
     "Stop a version that failed to start and record why."
     why = str(e) or type(e).__name__
@@ -164,7 +175,7 @@ def fail(t: Target, row: dict, e: BaseException) -> None:
     try: t.stop(row)
     finally: ledger.update(row["name"], row["version"], "failed", why, status="failed", detail=why)
 
-# %% ../nbs/06_deploy.ipynb #aa78f3be
+# %% ../nbs/06_deploy.ipynb #d92b581f
 def service_error(r: requests.Response) -> str:
     "The explanation a service gave for refusing a request."
     try: body = r.json()
@@ -173,7 +184,7 @@ def service_error(r: requests.Response) -> str:
     if isinstance(detail, list): return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
     return str(body.get("error") or body)[:500]
 
-# %% ../nbs/06_deploy.ipynb #8efb57ab
+# %% ../nbs/06_deploy.ipynb #6ceb4df7
 class Deployment:
     "One version of a named deployment: its URL, status, predictions and lifecycle."
     def __init__(self, name: str, version: int, api_key: str | None = None):
@@ -193,7 +204,7 @@ class Deployment:
 
     def __repr__(self): return f"Deployment({self.name!r}, version={self.version}, target={self.target!r}, url={self.url!r}, status={self.row['status']!r})"
 
-# %% ../nbs/06_deploy.ipynb #6fb47d31
+# %% ../nbs/06_deploy.ipynb #264ec036
 def _status(self) -> str:
     "The version's status: serving, unhealthy, dead, or the ledger's word (stopped, retired, failed, ...)."
     row = self.row
@@ -219,7 +230,7 @@ def _logs(self, tail: int = 100) -> str:
 
 Deployment.status, Deployment.stop, Deployment.logs = _status, _stop, _logs
 
-# %% ../nbs/06_deploy.ipynb #7fe3b0cc
+# %% ../nbs/06_deploy.ipynb #2bf2c269
 def _call(self, route: str, X) -> dict:
     "POST `X` to `route`, in chunks of the service's row limit; the JSON answers."
     meta = self.metadata()
@@ -255,7 +266,7 @@ def _predict_proba(self, X) -> np.ndarray:
 
 Deployment._call, Deployment.metadata, Deployment.predict, Deployment.predict_proba = _call, _metadata, _predict, _predict_proba
 
-# %% ../nbs/06_deploy.ipynb #b9dc7cce
+# %% ../nbs/06_deploy.ipynb #3532dbfc
 def readiness(model, X_test, y_test, report, check_kwargs: dict):
     "The readiness report to gate on: the one given, or a fresh `nd.check` when test data is given."
     if report is not None or X_test is None or y_test is None: return report
@@ -268,7 +279,7 @@ def gate(verdict: str | None, reasons, force: bool) -> None:
         raise CheckFailed("the readiness check failed:\n- " + "\n- ".join(reasons or ["(no reasons recorded)"]) +
                           "\nFix the model, or deploy anyway with force=True (the ledger records that it was forced).")
 
-# %% ../nbs/06_deploy.ipynb #69ddd4fb
+# %% ../nbs/06_deploy.ipynb #8517b644
 def as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto") -> tuple[bentoml.Bento, str]:
     "A Bento for what `deploy` was handed, and the deployment name."
     if isinstance(model_or_bento, bentoml.Bento): b = model_or_bento
@@ -282,7 +293,7 @@ def as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto"
         b = package(model_or_bento, name, sample=sample, report=report, runtime=runtime, parity_data=X_test)
     return b, name or b.info.labels.get("nbdeploy.name", b.tag.name)
 
-# %% ../nbs/06_deploy.ipynb #77bac6cd
+# %% ../nbs/06_deploy.ipynb #ec4b2b59
 def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            name: str | None = None, # deployment name (required for a model; defaults to the Bento's name)
            target: str = "local", # where to run it: see `TARGETS`
@@ -316,14 +327,14 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
     if ephemeral: atexit.register(dep.stop)
     return dep
 
-# %% ../nbs/06_deploy.ipynb #68cd52c7
+# %% ../nbs/06_deploy.ipynb #ee051039
 def server_env(row: dict, key: str | None) -> dict:
     "Environment for a server process: which deployment it is, and the API key if any."
     env = {"NBDEPLOY_DEPLOYMENT_NAME": row["name"], "NBDEPLOY_DEPLOYMENT_VERSION": str(row["version"])}
     if key: env["NBDEPLOY_API_KEY"] = key
     return env
 
-# %% ../nbs/06_deploy.ipynb #063d4d41
+# %% ../nbs/06_deploy.ipynb #a07235b5
 def deployments(name: str | None = None # only this deployment's versions
                ) -> pd.DataFrame:
     "The ledger as a table: every version of every deployment, newest first."
@@ -345,7 +356,7 @@ def stop(name: str) -> None:
     if row is None: raise NotFoundError(f"{name!r} has no version in service")
     Deployment(name, row["version"]).stop()
 
-# %% ../nbs/06_deploy.ipynb #e2b0b6e9
+# %% ../nbs/06_deploy.ipynb #73ab6a04
 def rollback(name: str, # deployment name
              to_version: int | None = None, # the version to bring back; default: the newest earlier healthy one
              api_key: str | None = None, # the API key, if the deployment uses one

@@ -60,8 +60,8 @@ def local_modules(modules: set[str]) -> set[str]:
     tops = {m.split(".")[0] for m in modules}
     return {t for t in tops if t not in dists and t not in sys.stdlib_module_names and t != "builtins"}
 
-# %% ../nbs/04_package.ipynb #34a84ec5
-BASE_DISTRIBUTIONS = ("bentoml", "numpy", "pandas", "pydantic", "cloudpickle", "scipy", "joblib", "threadpoolctl")
+# %% ../nbs/04_package.ipynb #915a1a41
+BASE_DISTRIBUTIONS = ("bentoml", "numpy", "pandas", "pydantic", "cloudpickle", "scipy", "joblib", "threadpoolctl", "uvloop", "httptools")
 
 def pinned_requirements(modules: set[str], # modules the model's objects come from
                         extra: tuple = (), # further distributions the service needs (e.g. onnxruntime)
