@@ -6,7 +6,7 @@
 __all__ = ['is_numeric', 'Codec', 'output_fn', 'column_groups', 'shap_explain', 'focus', 'importance', 'new_figure', 'fig_to_b64',
            'shap_plot', 'pick_rows', 'lime_explain']
 
-# %% ../nbs/12_check_explain.ipynb #c572428d
+# %% ../nbs/12_check_explain.ipynb #b42fdba9
 import base64
 import io
 import time
@@ -16,8 +16,6 @@ import pandas as pd
 import matplotlib.pyplot as plt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-import shap
-from lime.lime_tabular import LimeTabularExplainer
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
@@ -110,9 +108,10 @@ def _dense(A) -> np.ndarray:
     if hasattr(A, "toarray"): A = A.toarray()
     return np.asarray(A, dtype=float)
 
-# %% ../nbs/12_check_explain.ipynb #9d711656
+# %% ../nbs/12_check_explain.ipynb #ec71d8c3
 def _fast_explainer(model, X_bg:pd.DataFrame, X_rows:pd.DataFrame):
     "(name, Explanation on encoded features, grouping matrix) from a tree/linear explainer, or None."
+    import shap  # here, not at the top: it costs `import nbdeploy` (and each `jupyter lab` start) most of a second
     pre, est = _split(model)
     Xb, Xr = (X_bg, X_rows) if pre is None else (_dense(pre.transform(X_bg)), _dense(pre.transform(X_rows)))
     if pre is None and not all(is_numeric(X_rows[c]) for c in X_rows): return None
@@ -141,9 +140,10 @@ def _budgeted(explain, n:int, budget_s:float, chunk:int=20) -> tuple:
         if time.perf_counter() - t0 + per_row * min(chunk, n - done) > budget_s and done >= 20: break
     return np.concatenate(vals), np.concatenate(base)
 
-# %% ../nbs/12_check_explain.ipynb #5201126f
+# %% ../nbs/12_check_explain.ipynb #847896d2
 def _permutation_explainer(f, codec:Codec, X_bg:pd.DataFrame, X_rows:pd.DataFrame, permutations:int=1, progress:bool=False, budget_s:float=20.0):
     "A permutation explanation of `f` over the raw columns, coded as numbers, within a time budget."
+    import shap
     B, R = codec.encode(X_bg), codec.encode(X_rows)
     M = R.shape[1]
     ex = shap.PermutationExplainer(lambda A: f(codec.decode(A)), shap.maskers.Independent(B, max_samples=len(B)))
@@ -222,9 +222,10 @@ def fig_to_b64(fig=None) -> str:
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/12_check_explain.ipynb #68b48bce
+# %% ../nbs/12_check_explain.ipynb #fe30cca2
 def shap_plot(sv:dict, task:str, max_display:int=15) -> str:
     "SHAP summary plot (beeswarm; bar for multiclass) as a base64 PNG."
+    import shap
     v, _ = focus(sv["values"], sv["base_values"], task)
     X = sv["rows"]
     feats = pd.DataFrame(Codec(X).encode(X), columns=sv["columns"])
@@ -243,7 +244,7 @@ def pick_rows(score:np.ndarray, k:int) -> list:
     order = np.argsort(score, kind="stable")
     return [int(order[i]) for i in np.unique(np.linspace(0, len(order) - 1, k).round().astype(int))] if k > 0 else []
 
-# %% ../nbs/12_check_explain.ipynb #0b3afa4b
+# %% ../nbs/12_check_explain.ipynb #6f2a3dcc
 def lime_explain(model, # fitted estimator or Pipeline
                  X_bg:pd.DataFrame, # background rows (training data), raw columns
                  X:pd.DataFrame, # test rows, raw columns
@@ -256,6 +257,7 @@ def lime_explain(model, # fitted estimator or Pipeline
                  progress:bool=False, # show a progress bar
                 ) -> list:
     "LIME explanations of chosen rows: row, explained label, local weights, and a plot."
+    from lime.lime_tabular import LimeTabularExplainer
     codec, f = Codec(X_bg), output_fn(model, task, classes)
     B = codec.encode(X_bg)
     med = np.nanmedian(np.where(np.isfinite(B), B, np.nan), axis=0)
