@@ -30,7 +30,7 @@ from .package import package, verify
 from .schema import to_rows
 from .widgets import progress
 
-# %% ../nbs/06_deploy.ipynb #c93f1977
+# %% ../nbs/06_deploy.ipynb #8633f37f
 class Target:
     "How one kind of place runs a Bento; the deploy flow itself (ledger, readiness, swap, rollback) is shared."
     name = "abstract"
@@ -38,6 +38,7 @@ class Target:
     def stop(self, row: dict) -> None: raise NotImplementedError
     def alive(self, row: dict) -> bool: raise NotImplementedError
     def logs(self, row: dict, tail: int = 100) -> str: return ""
+    def check_name(self, name: str) -> None: "Raise `InputError` if this target cannot use `name`; called before anything is recorded."
 
 TARGETS: dict[str, Target] = {}
 
@@ -293,7 +294,7 @@ def as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto"
         b = package(model_or_bento, name, sample=sample, report=report, runtime=runtime, parity_data=X_test)
     return b, name or b.info.labels.get("nbdeploy.name", b.tag.name)
 
-# %% ../nbs/06_deploy.ipynb #ec4b2b59
+# %% ../nbs/06_deploy.ipynb #529d724c
 def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            name: str | None = None, # deployment name (required for a model; defaults to the Bento's name)
            target: str = "local", # where to run it: see `TARGETS`
@@ -317,6 +318,7 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
         if report is not None: gate(report.verdict, report.reasons, force)
         if is_model: step("package")
         bento, name = as_bento(model_or_bento, name, sample, report, X_test, runtime)
+        t.check_name(name)
         verdict = report.verdict if report is not None else bento.info.labels.get("nbdeploy.verdict")
         if report is None and verdict == "fail": gate(verdict, [f"{bento.tag} was packaged with a failing readiness report"], force)
         key = api_key or os.environ.get("NBDEPLOY_API_KEY")

@@ -233,7 +233,7 @@ def rollout_state(d: dict) -> tuple[bool, str]:
     if st.get("availableReplicas", 0) < st.get("updatedReplicas", 0): return False, f"{st.get('availableReplicas', 0)} of {want} updated replicas available"
     return True, "rolled out"
 
-# %% ../nbs/52_kubernetes.ipynb #dc52bc32
+# %% ../nbs/52_kubernetes.ipynb #b0b40a4d
 class KubernetesTarget(Target):
     "A Deployment + Service + HPA + PDB per deployment name, applied with server-side apply."
     name = "kubernetes"
@@ -252,6 +252,7 @@ class KubernetesTarget(Target):
         self.wait = wait
 
     def client(self): return api_client(self.kubeconfig, self.context)
+    def check_name(self, name: str) -> None: k8s_name(name)
 
     def objects(self, image: str, name: str, version: int, api_key: str | None = None) -> list[dict]:
         "The objects version `version` of `name` is made of."

@@ -90,7 +90,7 @@ def ensure_repository(ecr, repository: str) -> str:
                               imageScanningConfiguration={"scanOnPush": True}, tags=[{"Key": "managed-by", "Value": "nbdeploy"}])
     return r["repository"]["repositoryUri"]
 
-# %% ../nbs/51_sagemaker.ipynb #8fbbb1ec
+# %% ../nbs/51_sagemaker.ipynb #9d035754
 class SageMakerTarget(Target):
     "A SageMaker real-time endpoint per deployment name; one model + endpoint config per version."
     name = "sagemaker"
@@ -109,6 +109,8 @@ class SageMakerTarget(Target):
         "A boto3 client for `service` in the target's region (AWS_ENDPOINT_URL and friends apply)."
         try: return boto3.session.Session(region_name=self.region).client(service)
         except (NoRegionError, BotoCoreError) as e: raise aws_error(e, f"making a {service} client") from e
+
+    def check_name(self, name: str) -> None: sm_name(name, 1)
 
     def role_arn(self) -> str:
         "The execution role SageMaker assumes; `InputError` if none is configured."

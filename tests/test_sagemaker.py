@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import requests
 
+import nbdeploy as nd
 from nbdeploy import ledger
 from nbdeploy.errors import DeployError, InputError
 from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, sm_name
@@ -119,6 +120,10 @@ def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, ret
 def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
     bento, _, _ = iris_image
     with pytest.raises(InputError, match="letters, digits and dashes"): sm_name("x" * 70, 1)
+    # through nd.deploy, a name the target cannot use is refused before the ledger records anything
+    for target, bad, why in (("sagemaker", "x" * 70, "letters, digits and dashes"), ("kubernetes", "Bad_Name", "lowercase")):
+        with pytest.raises(InputError, match=why): nd.deploy(bento, name=bad, target=target)
+        assert ledger.rows(bad) == []
     monkeypatch.delenv("NBDEPLOY_SAGEMAKER_ROLE", raising=False)
     with pytest.raises(InputError, match="IAM execution role"): SageMakerTarget().start(bento, "iris", 1, {})
     # no credentials at all: boto3's own lookup fails, and the error says where credentials come from
