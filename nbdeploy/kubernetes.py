@@ -7,7 +7,7 @@ __all__ = ['PORT', 'k8s_name', 'container_spec', 'deployment_manifest', 'service
            'secret_manifest', 'inference_service', 'manifest_objects', 'to_yaml', 'manifests', 'api_client',
            'k8s_error', 'apply', 'delete', 'rollout_state', 'KubernetesTarget']
 
-# %% ../nbs/52_kubernetes.ipynb #0e761a0b
+# %% ../nbs/52_kubernetes.ipynb #8a27a649
 import json, re, time
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import yaml
 
 from . import ledger
 from .containers import APP_UID, BENTO_DIR, image_tag
-from .deploy import Target, register_target
+from .deploy import Target, handle_of, register_target
 from .errors import DeployError, InputError
 
 # %% ../nbs/52_kubernetes.ipynb #b1145e5e
@@ -300,12 +300,10 @@ def _read(api, kind: str, name: str, namespace: str) -> dict | None:
 
 KubernetesTarget._image, KubernetesTarget.start = _image, _start
 
-# %% ../nbs/52_kubernetes.ipynb #7b14216c
-def _h(row: dict) -> dict: return json.loads(row["handle"]) if row.get("handle") else {}
-
+# %% ../nbs/52_kubernetes.ipynb #422baaac
 def _live(self, row: dict) -> dict | None:
     "The Deployment of `row`'s name if it runs `row`'s version, else None."
-    h = _h(row)
+    h = handle_of(row)
     if not h: return None
     d = _read(self.client(), "Deployment", h["name"], h["namespace"])
     ann = ((d or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {})
@@ -319,7 +317,7 @@ def _alive(self, row: dict) -> bool:
 def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the Deployment has rolled out this version; `DeployError` with the controller's word otherwise."
-    h, limit = _h(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
+    h, limit = handle_of(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end, what = time.monotonic() + limit, "not started"
     while time.monotonic() < end:
         d = self._live(row)
@@ -331,15 +329,15 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
 
 KubernetesTarget._live, KubernetesTarget.alive, KubernetesTarget.wait_ready = _live, _alive, _wait_ready
 
-# %% ../nbs/52_kubernetes.ipynb #1cf10353
+# %% ../nbs/52_kubernetes.ipynb #fe55cf9d
 def _stop(self, row: dict) -> None:
     "Remove this version: delete the objects, roll back to the serving version, or nothing if already replaced."
-    h = _h(row)
+    h = handle_of(row)
     if not h or self._live(row) is None: return
     api = self.client()
     serving = ledger.live(h["name"])
     if serving and serving["version"] != h["version"] and serving.get("handle"):
-        s = _h(serving)
+        s = handle_of(serving)
         dep = [o for o in self.objects(s["image"], s["name"], s["version"]) if o["kind"] == "Deployment"][0]
         if s.get("auth"): dep["spec"]["template"]["spec"]["containers"][0]["env"].append(
             {"name": "NBDEPLOY_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{s['name']}-api-key", "key": "api-key"}}})
@@ -351,7 +349,7 @@ def _stop(self, row: dict) -> None:
 def _logs(self, row: dict, tail: int = 100) -> str:
     "The rollout state and the last lines of one pod of the deployment."
     from kubernetes import client
-    h = _h(row)
+    h = handle_of(row)
     if not h: return ""
     api = self.client()
     d = _read(api, "Deployment", h["name"], h["namespace"])

@@ -6,7 +6,7 @@
 __all__ = ['SERVE', 'sagemaker_containerfile', 'sagemaker_image', 'sm_name', 'aws_error', 'ecr_login', 'ensure_repository',
            'SageMakerTarget']
 
-# %% ../nbs/51_sagemaker.ipynb #09b87d2f
+# %% ../nbs/51_sagemaker.ipynb #67031071
 import base64, json, os, re, time
 
 import bentoml
@@ -14,7 +14,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, EndpointConnectionError, WaiterError
 
 from . import ledger
-from .deploy import Target, register_target
+from .deploy import Target, handle_of, register_target
 from .errors import DeployError, InputError
 from .images import _build_context, engine, stream_build
 from .registry import push, split_image
@@ -192,12 +192,10 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
 
 SageMakerTarget._push, SageMakerTarget.start = _push, _start
 
-# %% ../nbs/51_sagemaker.ipynb #cfb6e6fa
-def _handle(row: dict) -> dict: return json.loads(row["handle"]) if row.get("handle") else {}
-
+# %% ../nbs/51_sagemaker.ipynb #8a64b5d9
 def _describe(self, row: dict) -> dict | None:
     "DescribeEndpoint of the row's endpoint, or None if it does not exist."
-    h = _handle(row)
+    h = handle_of(row)
     if not h: return None
     try: return self.client("sagemaker").describe_endpoint(EndpointName=h["endpoint"])
     except ClientError as e:
@@ -207,12 +205,12 @@ def _describe(self, row: dict) -> dict | None:
 def _alive(self, row: dict) -> bool:
     "Is the endpoint InService (or updating) on this version's config?"
     d = self._describe(row)
-    return bool(d) and d["EndpointConfigName"] == _handle(row)["config"] and d["EndpointStatus"] in ("InService", "Updating", "Creating")
+    return bool(d) and d["EndpointConfigName"] == handle_of(row)["config"] and d["EndpointStatus"] in ("InService", "Updating", "Creating")
 
 def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the endpoint is InService on this version's config; `DeployError` with SageMaker's reason otherwise."
-    h, limit = _handle(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
+    h, limit = handle_of(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end = time.monotonic() + limit
     while time.monotonic() < end:
         d = self._describe(row)
@@ -225,7 +223,7 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
 
 def _logs(self, row: dict, tail: int = 100) -> str:
     "What SageMaker says about the endpoint: status, config, failure reason (container logs are in CloudWatch)."
-    d, h = self._describe(row), _handle(row)
+    d, h = self._describe(row), handle_of(row)
     if not h: return ""
     if d is None: return f"[nbdeploy] endpoint {h['endpoint']} does not exist"
     return (f"[nbdeploy] endpoint {d['EndpointName']}: {d['EndpointStatus']} on {d['EndpointConfigName']}"
@@ -234,10 +232,10 @@ def _logs(self, row: dict, tail: int = 100) -> str:
 
 SageMakerTarget._describe, SageMakerTarget.alive, SageMakerTarget.wait_ready, SageMakerTarget.logs = _describe, _alive, _wait_ready, _logs
 
-# %% ../nbs/51_sagemaker.ipynb #39f90797
+# %% ../nbs/51_sagemaker.ipynb #e82491f0
 def _stop(self, row: dict) -> None:
     "Delete the version's model and config, and the endpoint if it serves this version."
-    h = _handle(row)
+    h = handle_of(row)
     if not h: return
     sm = self.client("sagemaker")
     d = self._describe(row)
