@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PROXY', 'ensure_image', 'DockerTarget', 'state_note', 'endpoint']
 
-# %% ../nbs/32_docker_target.ipynb #95096e5b
+# %% ../nbs/32_docker_target.ipynb #88da55c2
 import re, socket, time
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from . import ledger
 from .config import subdir
 from .containers import APP_UID, containerize, image_tag
-from .deploy import Target, free_port, register_target
+from .deploy import Target, free_port, register_target, tail_of
 from .errors import DeployError
 from .images import engine
 
@@ -101,7 +101,7 @@ class DockerTarget(Target):
         try: return engine().containers.get(handle)
         except NotFound: return None
 
-# %% ../nbs/32_docker_target.ipynb #84ba58f9
+# %% ../nbs/32_docker_target.ipynb #fb722eaf
 def _start(self, bento, name: str, version: int, env: dict) -> dict:
     "Run `bento`'s image as version `version` of `name` on a free loopback port (not necessarily ready yet)."
     image, port = ensure_image(bento), free_port()
@@ -136,8 +136,7 @@ def _logs(self, row: dict, tail: int = 100) -> str:
     "The last `tail` lines the version's container wrote, and how it ended (kept after it is removed)."
     c = self._container(row.get("handle"))
     if c is not None: return "\n".join(filter(None, [c.logs(tail=tail).decode(errors="replace").rstrip(), state_note(c)]))
-    f = _log_file(row)
-    return "\n".join(f.read_text(errors="replace").splitlines()[-tail:]) if f.exists() else ""
+    return tail_of(_log_file(row), tail)
 
 DockerTarget.start, DockerTarget.alive, DockerTarget.logs = _start, _alive, _logs
 
