@@ -5,11 +5,8 @@
 Each is started as its own process and stopped by the PID recorded here, in the fixture's finaliser.
 Load it with `pytest_plugins = [..., "tests.cloud_fixtures"]` in tests/conftest.py.
 """
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,12 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-
-def free_port() -> int:
-    "A TCP port on 127.0.0.1 nothing listens on now."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from nbdeploy.deploy import free_port
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:

@@ -16,12 +16,23 @@ os.environ.setdefault("DOCKER_BUILDKIT", "0")
 
 def _engine_answers() -> bool:
     "Does the docker SDK reach an engine?"
+    from nbdeploy.images import engine
     try:
-        import docker
-        docker.from_env(timeout=10).ping()
+        engine(timeout=10)
         return True
     except Exception:
         return False
+
+
+def wait_serving(container, url: str, timeout: float = 90) -> None:
+    "Return once `url`/readyz answers 200; fail with the container's log if it stops running or time runs out."
+    from nbdeploy.deploy import wait_ready
+    from nbdeploy.errors import DeployError
+    def running():
+        container.reload()
+        return container.status == "running"
+    try: wait_ready(url, running, timeout)
+    except DeployError as e: pytest.fail(f"{e}:\n{container.logs().decode()[-3000:]}")
 
 
 def _clean_up(client):

@@ -2,7 +2,6 @@
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -11,12 +10,7 @@ from pathlib import Path
 
 import requests
 
-
-def free_port() -> int:
-    "A free TCP port on 127.0.0.1."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from nbdeploy.deploy import free_port
 
 
 def command(app: str, port: int, token: str, root: Path, extra: tuple = ()) -> list:

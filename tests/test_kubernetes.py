@@ -23,7 +23,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kubernetes_validate
@@ -33,8 +32,9 @@ import yaml
 
 import nbdeploy.kubernetes as k8s
 from nbdeploy import ledger
+from nbdeploy.deploy import free_port
 from nbdeploy.errors import DeployError, InputError
-from tests.cloud_fixtures import free_port
+from tests.docker_fixtures import wait_serving
 
 VERSIONS = [kubernetes_validate.latest_version(), "1.32.0"]
 
@@ -102,13 +102,7 @@ def test_pod_security_settings_run_for_real(docker_engine, iris_image):
                                      security_opt=["no-new-privileges"], tmpfs={"/tmp": "", "/home/nbdeploy/bentoml": "uid=10001"},
                                      environment={"HOST": "127.0.0.1", "PORT": str(port)})
     try:
-        end = time.monotonic() + 90
-        while time.monotonic() < end:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200: break
-            except requests.RequestException: pass
-            c.reload(); assert c.status == "running", c.logs().decode()[-3000:]
-            time.sleep(0.5)
+        wait_serving(c, f"http://127.0.0.1:{port}")
         assert requests.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
         r = requests.post(f"http://127.0.0.1:{port}/predict", timeout=30,
                           json={"inputs": [{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}]})
@@ -156,7 +150,7 @@ class ApiStub:
                 stub.requests.append(("PATCH", path, query, ctype))
                 if ctype != "application/apply-patch+yaml": return self.status(415, "UnsupportedMediaType", f"not an apply patch: {ctype}")
                 if not q.get("fieldManager"): return self.status(400, "BadRequest", "fieldManager is required for apply requests")
-                if stub.fail_kind == body.get("kind"): return self.status(403, "Forbidden", f'exceeded quota: compute-resources, requested: limits.memory=2Gi')
+                if stub.fail_kind == body.get("kind"): return self.status(403, "Forbidden", 'exceeded quota: compute-resources, requested: limits.memory=2Gi')
                 try: kubernetes_validate.validate(body, VERSIONS[0], strict=True)
                 except kubernetes_validate.ValidationError as e: return self.status(422, "Invalid", str(e.message))
                 old = stub.objects.get(path)

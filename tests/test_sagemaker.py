@@ -7,19 +7,17 @@ DescribeRepositories, GetAuthorizationToken). What it does not: UpdateEndpoint (
 bytes go to Debian's docker-registry on 127.0.0.1 instead (`SageMakerTarget(registry=...)`).
 """
 import json
-import time
 
 import boto3
-import numpy as np
 import pytest
 import requests
 
 import nbdeploy as nd
 from nbdeploy import ledger
+from nbdeploy.deploy import free_port
 from nbdeploy.errors import DeployError, InputError
 from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, sm_name
-from tests.cloud_fixtures import free_port
-from tests.docker_fixtures import iris_model
+from tests.docker_fixtures import iris_model, wait_serving
 
 ROLE = "arn:aws:iam::123456789012:role/nbdeploy-sagemaker"
 
@@ -33,13 +31,8 @@ def test_image_answers_ping_and_invocations(docker_engine, iris_image):
     c = docker_engine.containers.run(image, ["serve"], detach=True, network_mode="host",
                                      environment={"HOST": "127.0.0.1", "PORT": str(port)})
     try:
-        url, end = f"http://127.0.0.1:{port}", time.monotonic() + 90
-        while time.monotonic() < end:
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200: break
-            except requests.RequestException: pass
-            c.reload(); assert c.status == "running", c.logs().decode()[-2000:]
-            time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}"
+        wait_serving(c, url)
         assert requests.get(f"{url}/ping", timeout=5).status_code == 200
         model, X, _ = iris_model()
         rows = X.head(5).to_dict(orient="records")
