@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['HEADLINE', 'json_safe', 'verdict_of', 'Report', 'check']
 
-# %% ../nbs/15_check.ipynb #05c5e7f5
+# %% ../nbs/15_check.ipynb #d7f47eeb
 import dataclasses
 import datetime as dt
 import html
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from .errors import InputError
-from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs, positive_class)
+from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs)
 from .check_metrics import (task_metrics, baseline_metrics, primary_metric, calibration, merge_thresholds, judge, model_classes)
 from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows, fig_to_b64, new_figure
 from .check_fairness import fairness, fairness_plot

@@ -6,11 +6,10 @@
 __all__ = ['noise_stability', 'missing_robustness', 'unseen_categories', 'schema', 'data_checks', 'latency', 'model_size_mb',
            'package_versions']
 
-# %% ../nbs/14_check_robust.ipynb #485ec916
+# %% ../nbs/14_check_robust.ipynb #b8994c5c
 import importlib.metadata as im
 import pickle
 import platform
-import sys
 import time
 import numpy as np
 import pandas as pd

@@ -7,17 +7,17 @@ __all__ = ['APP_USER', 'APP_UID', 'APP_HOME', 'BENTO_DIR', 'VENV', 'containerfil
            'image_python', 'wheelhouse', 'kernel_versions', 'version_diff', 'verify_image', 'image_labels', 'image_tag',
            'containerize']
 
-# %% ../nbs/31_containerize.ipynb #1a0a29f9
+# %% ../nbs/31_containerize.ipynb #2fb1d821
 import hashlib, json, os, shutil, subprocess, sys, tempfile, time
 from importlib import metadata
 from pathlib import Path
 
 import bentoml
-from docker.errors import ContainerError, DockerException, ImageNotFound
+from docker.errors import ImageNotFound
 
 from .config import bentoml_home, subdir
-from .errors import DeployError, PackagingError
-from .images import IMAGE_CA_PATH, base_image as make_base_image, ca_env, engine, host_ca_bundle, stream_build
+from .errors import PackagingError
+from .images import IMAGE_CA_PATH, base_image as make_base_image, ca_env, engine, stream_build
 
 # %% ../nbs/31_containerize.ipynb #1fcffe00
 APP_USER, APP_UID = "nbdeploy", 10001
@@ -134,7 +134,7 @@ def version_diff(kernel: dict, image: dict) -> list[str]:
     "Lines naming each library whose version differs between kernel and image (ignoring ones the kernel lacks)."
     return [f"{n}: kernel {v}, image {image.get(n)}" for n, v in kernel.items() if v is not None and image.get(n) != v]
 
-# %% ../nbs/31_containerize.ipynb #3e156f59
+# %% ../nbs/31_containerize.ipynb #425563d8
 def verify_image(image: str, # the built image's tag
                  requirements: list[str], # the pins it was built from
                  kernel: dict | None = None, # versions to compare with; default this kernel's
@@ -144,7 +144,7 @@ def verify_image(image: str, # the built image's tag
     kernel = kernel if kernel is not None else kernel_versions(names)
     client = engine()
     reqs = "\n".join(requirements) + "\n"
-    cmd = ["sh", "-c", f"printf '%s' \"$NBDEPLOY_REQS\" > /tmp/nbdeploy-requirements.txt && exec python3 -c \"$NBDEPLOY_CHECK\""]
+    cmd = ["sh", "-c", "printf '%s' \"$NBDEPLOY_REQS\" > /tmp/nbdeploy-requirements.txt && exec python3 -c \"$NBDEPLOY_CHECK\""]
     c = client.containers.run(image, cmd, detach=True, network_mode="none", environment={"NBDEPLOY_REQS": reqs, "NBDEPLOY_CHECK": _CHECK})
     try:
         code = c.wait(timeout=300)["StatusCode"]

@@ -7,7 +7,7 @@ __all__ = ['PORT', 'k8s_name', 'container_spec', 'deployment_manifest', 'service
            'secret_manifest', 'inference_service', 'manifest_objects', 'to_yaml', 'manifests', 'api_client',
            'k8s_error', 'apply', 'delete', 'rollout_state', 'KubernetesTarget']
 
-# %% ../nbs/52_kubernetes.ipynb #8a27a649
+# %% ../nbs/52_kubernetes.ipynb #642ffbda
 import json, re, time
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import bentoml
 import yaml
 
 from . import ledger
-from .containers import APP_UID, BENTO_DIR, image_tag
+from .containers import APP_UID, image_tag
 from .deploy import Target, handle_of, register_target
 from .errors import DeployError, InputError
 
@@ -29,7 +29,7 @@ def k8s_name(name: str) -> str:
                          f"starting with a letter (e.g. {re.sub(r'[^a-z0-9-]+', '-', str(name).lower()).strip('-')[:63] or 'churn'!r})")
     return name
 
-# %% ../nbs/52_kubernetes.ipynb #cf81cd8b
+# %% ../nbs/52_kubernetes.ipynb #7519c59e
 PORT = 3000
 
 def _labels(name: str) -> dict:
@@ -54,7 +54,7 @@ def container_spec(image: str, name: str, version: int | None, cpu: str, memory:
             "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}},
             "securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID, "allowPrivilegeEscalation": False,
                                 "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "bentoml-home", "mountPath": f"/home/nbdeploy/bentoml"}]}
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "bentoml-home", "mountPath": "/home/nbdeploy/bentoml"}]}
 
 # %% ../nbs/52_kubernetes.ipynb #d5561e0b
 def deployment_manifest(name: str, image: str, version: int | None = None, namespace: str = "default", replicas: int = 2,

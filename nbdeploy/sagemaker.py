@@ -6,14 +6,13 @@
 __all__ = ['SERVE', 'sagemaker_containerfile', 'sagemaker_image', 'sm_name', 'aws_error', 'ecr_login', 'ensure_repository',
            'SageMakerTarget']
 
-# %% ../nbs/51_sagemaker.ipynb #67031071
+# %% ../nbs/51_sagemaker.ipynb #531dfbd2
 import base64, json, os, re, time
 
 import bentoml
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, EndpointConnectionError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, EndpointConnectionError
 
-from . import ledger
 from .deploy import Target, handle_of, register_target
 from .errors import DeployError, InputError
 from .images import _build_context, engine, stream_build

@@ -1,6 +1,5 @@
 """Containers on a real Docker engine: base images, nbdeploy's own image, the docker target, swaps with a client polling."""
 import json
-import os
 import subprocess
 import threading
 import time

@@ -1,5 +1,4 @@
 """The direct path: the generated service answers its own APIs exactly as BentoML's handler would, and is counted."""
-import json
 import re
 
 import pytest
