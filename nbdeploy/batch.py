@@ -13,9 +13,9 @@ from pathlib import Path
 import bentoml
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .errors import DeployError, InputError
+from .widgets import progress_bar
 from .package import load_model
 
 # %% ../nbs/53_batch.ipynb #fe321005
@@ -94,7 +94,7 @@ def _write_local(chunks, out: Path, fmt: str, score, bar) -> int:
 def batch_local(model, schema: dict, src: Path, out: Path, chunksize: int, proba: bool) -> int:
     "Score `src` into `out` chunk by chunk with a progress bar; the number of rows scored."
     chunks, total = read_chunks(src, chunksize)
-    with tqdm(total=total, desc=f"scoring {src.name}", unit=" rows") as bar:
+    with progress_bar(total=total, desc=f"scoring {src.name}", unit=" rows") as bar:
         return _write_local(chunks, out, format_of(out), lambda c: score_chunk(model, schema, c, proba), bar)
 
 # %% ../nbs/53_batch.ipynb #65aac667

@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 from .errors import InputError
+from .widgets import progress_bar
 from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs)
 from .check_metrics import (task_metrics, baseline_metrics, primary_metric, calibration, merge_thresholds, judge, model_classes)
 from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows, fig_to_b64, new_figure
@@ -391,7 +391,7 @@ def _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, inten
     classes = None if task == "regression" else model_classes(model, d["y"])
     r = Report(task=task, thresholds=th, intended_use=intended_use)
     steps = ["metrics", "explanations", "fairness", "robustness", "operations"]
-    bar = tqdm(steps, desc="nbdeploy check", disable=not progress, leave=False)
+    bar = progress_bar(steps, desc="nbdeploy check", disable=not progress, leave=False)
     for step in bar:
         bar.set_postfix_str(step); t = time.perf_counter()
         if step == "metrics": pred, proba = _metrics_section(r, model, d, th, random_state)

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
-from tqdm.auto import tqdm
+from .widgets import progress_bar
 
 # %% ../nbs/12_check_explain.ipynb #f9795c9b
 def is_numeric(s:pd.Series) -> bool:
@@ -149,7 +149,7 @@ def _permutation_explainer(f, codec:Codec, X_bg:pd.DataFrame, X_rows:pd.DataFram
     ex = shap.PermutationExplainer(lambda A: f(codec.decode(A)), shap.maskers.Independent(B, max_samples=len(B)))
     evals = permutations * (2 * M + 1)
     vals, base, t0 = [], [], None
-    for i in tqdm(range(len(R)), desc="SHAP (permutation)", disable=not progress, leave=False):
+    for i in progress_bar(range(len(R)), desc="SHAP (permutation)", disable=not progress, leave=False):
         e = ex(R[i:i + 1], max_evals=evals, batch_size=evals, silent=True)
         vals.append(e.values[0]); base.append(e.base_values[0])
         if i == 0: t0 = time.perf_counter()   # the first row pays numba's one-off compilation
@@ -270,7 +270,7 @@ def lime_explain(model, # fitted estimator or Pipeline
     R = np.where(np.isnan(R), np.nan_to_num(med)[None, :], R)
     fn = lambda A: f(codec.decode(A))
     out = []
-    for r in tqdm(rows, desc="LIME", disable=not progress, leave=False):
+    for r in progress_bar(rows, desc="LIME", disable=not progress, leave=False):
         kw = {} if task == "regression" else ({"labels": (1,)} if task == "binary" else {"top_labels": 1})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import docker
 from docker.errors import DockerException, ImageNotFound
-from tqdm.auto import tqdm
 
 from .errors import DeployError, PackagingError
+from .widgets import progress_bar
 
 # %% ../nbs/30_base_image.ipynb #0ded52d9
 ENGINE_HELP = ("Start one: as root run `scripts/docker-engine.sh` from the nbdeploy repository (it installs "
@@ -120,7 +120,7 @@ def stream_build(client, desc: str = "build", # label of the progress display
     "Run `client.api.build(**build_kw)` showing progress; returns the image id, `PackagingError` with the log tail on failure."
     lines = [] if log_lines is None else log_lines
     image_id, err = None, None
-    with tqdm(desc=desc, unit=" step", leave=False) as bar:
+    with progress_bar(desc=desc, unit=" step", leave=False) as bar:
         for chunk in client.api.build(decode=True, rm=True, forcerm=True, **build_kw):
             if "stream" in chunk:
                 for l in chunk["stream"].splitlines():

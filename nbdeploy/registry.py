@@ -9,9 +9,9 @@ __all__ = ['check_registry', 'split_image', 'remote_ref', 'push']
 import re
 
 from docker.errors import APIError, DockerException, ImageNotFound
-from tqdm.auto import tqdm
 
 from .errors import DeployError, InputError
+from .widgets import progress_bar
 from .images import engine
 
 # %% ../nbs/50_registry.ipynb #b7d6c47a
@@ -64,7 +64,7 @@ def _stream_push(client, ref: str, auth: dict | None) -> str:
     "Push `ref` with a progress bar; its digest, or `DeployError` with the registry's word."
     repo, tag = split_image(ref)
     digest, layers = None, set()
-    with tqdm(desc=f"push {ref}", unit=" layer", leave=False) as bar:
+    with progress_bar(desc=f"push {ref}", unit=" layer", leave=False) as bar:
         for chunk in client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth):
             if "error" in chunk or "errorDetail" in chunk:
                 msg = chunk.get("error") or chunk["errorDetail"].get("message", "")

@@ -4,14 +4,16 @@
 
 # %% auto #0
 __all__ = ['FIELDS', 'STATUS', 'LABEXTENSION', 'clean', 'deployments_json', 'error_status', 'act', 'NbdeployHandler',
-           'DeploymentsHandler', 'ActionHandler', 'routes']
+           'DeploymentsHandler', 'ActionHandler', 'routes', 'sidebar_installed']
 
 # %% ../nbs/42_server.ipynb #361b3972
 import asyncio
 import json
 import math
+from pathlib import Path
 
 import tornado.web
+from jupyter_core.paths import jupyter_path
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -88,11 +90,18 @@ def _jupyter_server_extension_points() -> list:
     "Tell Jupyter Server which module loads the extension."
     return [{"module": "nbdeploy.server"}]
 
+def sidebar_installed() -> bool:
+    "Is the sidebar's built labextension where JupyterLab looks for prebuilt extensions?"
+    return any((Path(d) / LABEXTENSION / "package.json").exists() for d in jupyter_path("labextensions"))
+
 def _load_jupyter_server_extension(server_app) -> None:
-    "Register the handlers with the running Jupyter Server."
+    "Register the handlers with the running Jupyter Server; say so in its log when the sidebar is not installed."
     web_app = server_app.web_app
     web_app.add_handlers(".*$", routes(web_app.settings["base_url"]))
     server_app.log.info("nbdeploy: /nbdeploy/deployments serving the ledger at %s", nd.config.home())
+    if not sidebar_installed():
+        server_app.log.warning("nbdeploy: the JupyterLab sidebar is not installed (it was installed from a clone "
+                               "where node was missing): install Node.js and run `pip install -e .` again")
 
 def _jupyter_labextension_paths() -> list:
     "Where a checkout's built labextension is, for `jupyter labextension develop`."

@@ -5,9 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOCKER_BUILDKIT=0 BENTOML_DO_NOT_TRACK=true PIP_DISABLE_PIP_VERSION_CHECK=1
 
-echo "== the JupyterLab sidebar: build labextension/ so the install below bundles it (users get it prebuilt, no node)"
-python -m pip install -q "jupyterlab>=4.6,<5"
-(cd labextension && jlpm install --immutable && jlpm build)
+echo "== a virtual environment made from scratch, with the interpreter's stock pip (the machine's site-packages untouched)"
+VENV="${NBDEPLOY_TEST_VENV:-$PWD/.venv-test}"
+if [ "${NBDEPLOY_REUSE_VENV:-0}" = 1 ] && [ -x "$VENV/bin/python" ]; then echo "reusing $VENV (NBDEPLOY_REUSE_VENV=1)"
+else python3 -m venv --clear "$VENV"; fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip --version
 
 echo "== Debian's chromium for the browser test (tests/test_sidebar.py skips and says why without it)"
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: the browser test will skip"
@@ -17,8 +21,14 @@ need=(); command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless); command -v kubectl >/dev/null || need+=(kubernetes-client)
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || echo "could not install ${need[*]}"
 
-echo "== installing nbdeploy with its dev extra"
-python -m pip install -q -e ".[dev]"
+echo "== installing nbdeploy with its dev extra, at the versions of requirements.lock (the build hook builds the sidebar)"
+start=$SECONDS
+PIP_CONSTRAINT="$PWD/requirements.lock" python -m pip install -q -e ".[dev]"
+echo "installed in $((SECONDS - start)) s"
+python -m pip check
+if ! jupyter labextension list 2>&1 | grep -q "nbdeploy-labextension.*enabled.*OK"; then
+  jupyter labextension list; echo "the install did not bring the JupyterLab sidebar (is node on PATH?)"; exit 1
+fi
 
 echo "== nbdev: nbdeploy/ must equal a fresh export of nbs/, and nbs/ must carry no outputs"
 nbdev_export

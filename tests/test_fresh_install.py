@@ -1,0 +1,137 @@
+"""A newcomer's install, for real: README command 1 from a clean clone in a new venv with the interpreter's stock pip,
+the wheel `python -m build` makes installed where no node is, and a resolve on every other supported Python.
+
+These tests clone the repository's committed HEAD, so they test what would land, not the work tree."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.fresh_install
+ROOT = Path(__file__).parents[1]
+BASE_PYTHON = Path(sys._base_executable).resolve()  # the interpreter a newcomer's `python3` is, without our venv
+NODE_TOOLS = {"node", "nodejs", "npm", "npx", "corepack", "yarn", "jlpm"}
+
+
+def newcomer_env(path: str | None = None, **extra) -> dict:
+    "A newcomer's shell: the machine's own settings, but none of this suite's venv, constraints or nbdeploy home."
+    drop = ("VIRTUAL_ENV", "PIP_CONSTRAINT", "PYTHONPATH", "NBDEPLOY_", "BENTOML_", "PYTEST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    dirs = [d for d in env["PATH"].split(os.pathsep) if not d.startswith(sys.prefix)]
+    return {**env, "PATH": path or os.pathsep.join([str(BASE_PYTHON.parent), *dirs]), **extra}
+
+
+def run(cmd: str, cwd: Path, env: dict, timeout: float = 1800) -> subprocess.CompletedProcess:
+    "Run a bash command line; fail with the tail of its output when it fails."
+    p = subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"`{cmd}` exited {p.returncode}:\n{(p.stdout + p.stderr)[-4000:]}"
+    return p
+
+
+def clone(dest: Path) -> Path:
+    "A clean clone of the repository's HEAD."
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True)
+    return dest
+
+
+def readme_block(heading: str) -> str:
+    "The first bash block under a README heading, as written there."
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_block_is_what_the_issue_promises():
+    "README command 1 makes a venv, installs the clone and runs the quickstart; command 2 is the test script."
+    assert "pip install -e . && nbdeploy quickstart" in readme_block("Try it")
+    assert "python3 -m venv" in readme_block("Try it")
+    assert readme_block("Run the tests").strip() == "bash scripts/test.sh"
+
+
+def test_readme_command_one_serves_a_prediction_and_brings_the_sidebar(tmp_path):
+    "A clean clone, README command 1 as written: a URL and a prediction over HTTP, plain lines, the sidebar enabled."
+    repo, home = clone(tmp_path / "nbdeploy"), tmp_path / "home"
+    env = newcomer_env(NBDEPLOY_HOME=str(home))
+    venv_bin = repo / ".venv" / "bin"
+    try:
+        p = run(readme_block("Try it"), repo, env)
+        out = p.stdout.split("Successfully installed", 1)[-1]  # what nbdeploy quickstart wrote, after pip's own lines
+        assert (venv_bin / "pip").exists(), "README command 1 no longer makes .venv"
+        pip = run(f"{venv_bin}/pip --version", repo, env).stdout
+        assert pip.startswith("pip 23.") or "NBDEPLOY_ANY_PIP" in os.environ, f"not the stock pip: {pip}"
+        url = re.search(r"is serving at (http://127\.0\.0\.1:\d+)", out).group(1)
+        assert re.search(rf"POST {re.escape(url)}/predict -> {{'predictions': \[\d\]}}", out), out
+        for text in (out, p.stderr):
+            assert "\x1b[" not in text and "\r" not in text, f"cursor escapes or bar redraws in a log:\n{text!r}"
+        r = requests.post(f"{url}/predict", json={"inputs": [{"mean radius": 1.0}]}, timeout=30)
+        assert r.status_code == 400 and "mean texture" in r.text  # the real, validating service answers
+        labext = run(f"{venv_bin}/jupyter labextension list", repo, env)
+        assert enabled(labext, "nbdeploy-labextension v0.1.0") and "OK" in labext.stdout + labext.stderr, labext
+    finally:
+        if (venv_bin / "nbdeploy").exists(): subprocess.run([venv_bin / "nbdeploy", "stop", "quickstart"], env=env)
+    with pytest.raises(requests.ConnectionError): requests.get(f"{url}/readyz", timeout=5)
+
+
+def enabled(listing: subprocess.CompletedProcess, name: str) -> bool:
+    "Does a `jupyter ... extension list` say `name` is enabled (and OK)? Its colour codes are dropped first."
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)
+    return re.search(rf"{re.escape(name)} .*enabled", text) is not None
+
+
+def no_node_path(tmp_path: Path) -> str:
+    "A PATH with every tool of /usr/bin and /bin but Node.js and its package managers."
+    farm = tmp_path / "bin-without-node"
+    farm.mkdir()
+    for d in (Path("/usr/bin"), Path("/bin")):
+        for f in d.iterdir():
+            if f.name not in NODE_TOOLS and not (farm / f.name).exists(): (farm / f.name).symlink_to(f)
+    return str(farm)
+
+
+def test_the_wheel_carries_the_prebuilt_sidebar(tmp_path):
+    "`python -m build` makes a wheel with the sidebar; installed in a new venv where no node is, the sidebar is enabled."
+    repo = clone(tmp_path / "nbdeploy")
+    env = newcomer_env()
+    run(f"{BASE_PYTHON} -m venv {tmp_path}/build-env && {tmp_path}/build-env/bin/pip install -q 'build>=1' && "
+        f"{tmp_path}/build-env/bin/python -m build -o {tmp_path}/dist .", repo, env)
+    wheel = next((tmp_path / "dist").glob("nbdeploy-*.whl"))
+    path = no_node_path(tmp_path)
+    assert shutil.which("node", path=path) is None
+    v = tmp_path / "user"
+    env = newcomer_env(path=f"{v}/bin{os.pathsep}{path}")
+    run(f"{BASE_PYTHON} -m venv {v} && pip install -q -c {ROOT}/requirements.lock {wheel}", tmp_path, env)
+    labext = run("jupyter labextension list", tmp_path, env)
+    assert enabled(labext, "nbdeploy-labextension v0.1.0") and "OK" in labext.stdout + labext.stderr, labext
+    assert enabled(run("jupyter server extension list", tmp_path, env), "nbdeploy.server")
+
+
+def other_pythons() -> dict:
+    "The other supported Pythons pyenv holds here (3.10, 3.12, 3.13): {version: interpreter}."
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = {}
+    for minor in ("3.10", "3.12", "3.13"):
+        for d in sorted(root.glob(f"{minor}.*"), reverse=True):
+            if (d / "bin" / "python3").exists(): found[minor] = d / "bin" / "python3"; break
+    return found
+
+
+def test_every_other_supported_python_resolves(tmp_path):
+    "`pip install --dry-run` of the clone resolves with each other supported Python's stock pip (run side by side)."
+    pythons = other_pythons()
+    if not pythons: pytest.skip("pyenv holds no Python 3.10, 3.12 or 3.13 here")
+    repo, env, procs = clone(tmp_path / "nbdeploy"), newcomer_env(), {}
+    for minor, py in pythons.items():
+        v = tmp_path / f"py{minor}"
+        cmd = (f"{py} -m venv {v} && {v}/bin/pip install -q 'hatchling>=1.24' 'hatch-jupyter-builder>=0.9' && "
+               f"{v}/bin/pip install --dry-run --no-build-isolation -e .")
+        procs[minor] = subprocess.Popen(["bash", "-c", cmd], cwd=repo, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for minor, p in procs.items():
+        out = p.communicate(timeout=1500)[0]
+        assert p.returncode == 0 and "Would install" in out, f"Python {minor} does not resolve:\n{out[-4000:]}"
+    print({m: str(p) for m, p in pythons.items()})
