@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOCKER_BUILDKIT=0 BENTOML_DO_NOT_TRACK=true PIP_DISABLE_PIP_VERSION_CHECK=1
 
-echo "== a virtual environment made from scratch, with the interpreter's stock pip (the machine's site-packages untouched)"
+echo "== a virtual environment made from scratch, with the interpreter's stock pip (never the machine's site-packages)"
 VENV="${NBDEPLOY_TEST_VENV:-$PWD/.venv-test}"
 if [ "${NBDEPLOY_REUSE_VENV:-0}" = 1 ] && [ -x "$VENV/bin/python" ]; then echo "reusing $VENV (NBDEPLOY_REUSE_VENV=1)"
 else python3 -m venv --clear "$VENV"; fi
@@ -21,7 +21,7 @@ need=(); command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless); command -v kubectl >/dev/null || need+=(kubernetes-client)
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || echo "could not install ${need[*]}"
 
-echo "== installing nbdeploy with its dev extra, at the versions of requirements.lock (the build hook builds the sidebar)"
+echo "== nbdeploy and its dev extra at the versions of requirements.lock (the build hook builds the sidebar)"
 start=$SECONDS
 PIP_CONSTRAINT="$PWD/requirements.lock" python -m pip install -q -e ".[dev]"
 echo "installed in $((SECONDS - start)) s"
