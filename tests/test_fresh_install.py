@@ -128,7 +128,7 @@ def test_every_other_supported_python_resolves(tmp_path):
     for minor, py in pythons.items():
         v = tmp_path / f"py{minor}"
         cmd = (f"{py} -m venv {v} && {v}/bin/pip install -q 'hatchling>=1.24' 'hatch-jupyter-builder>=0.9' && "
-               f"{v}/bin/pip install --dry-run --no-build-isolation -e .")
+               f"{v}/bin/pip install --dry-run --no-build-isolation .")
         procs[minor] = subprocess.Popen(["bash", "-c", cmd], cwd=repo, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for minor, p in procs.items():
