@@ -124,11 +124,10 @@ def test_every_other_supported_python_resolves(tmp_path):
     "`pip install --dry-run` of the clone resolves with each other supported Python's stock pip (run side by side)."
     pythons = other_pythons()
     if not pythons: pytest.skip("pyenv holds no Python 3.10, 3.12 or 3.13 here")
-    repo, env, procs = clone(tmp_path / "nbdeploy"), newcomer_env(SKIP_JUPYTER_BUILDER="1"), {}  # metadata only
+    repo, env, procs = clone(tmp_path / "nbdeploy"), newcomer_env(), {}
     for minor, py in pythons.items():
         v = tmp_path / f"py{minor}"
-        cmd = (f"{py} -m venv {v} && {v}/bin/pip install -q 'hatchling>=1.24' 'hatch-jupyter-builder>=0.9' && "
-               f"{v}/bin/pip install --dry-run --no-build-isolation .")
+        cmd = f"{py} -m venv {v} && {v}/bin/pip install --dry-run ."
         procs[minor] = subprocess.Popen(["bash", "-c", cmd], cwd=repo, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for minor, p in procs.items():
