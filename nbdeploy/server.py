@@ -100,8 +100,8 @@ def _load_jupyter_server_extension(server_app) -> None:
     web_app.add_handlers(".*$", routes(web_app.settings["base_url"]))
     server_app.log.info("nbdeploy: /nbdeploy/deployments serving the ledger at %s", nd.config.home())
     if not sidebar_installed():
-        server_app.log.warning("nbdeploy: the JupyterLab sidebar is not installed (it was installed from a clone "
-                               "where node was missing): install Node.js and run `pip install -e .` again")
+        server_app.log.warning("nbdeploy: the JupyterLab sidebar is not installed (an install from a clone "
+                               "without Node.js leaves it out): install Node.js 18+ and `pip install -e .` again")
 
 def _jupyter_labextension_paths() -> list:
     "Where a checkout's built labextension is, for `jupyter labextension develop`."
