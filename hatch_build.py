@@ -36,7 +36,8 @@ class CustomMetadataHook(MetadataHookInterface):
             "classifiers": [f"Development Status :: {status + 1} - {STATUSES[status]}", "Framework :: Jupyter",
                             "Framework :: Jupyter :: JupyterLab", "Framework :: Jupyter :: JupyterLab :: 4",
                             "Framework :: Jupyter :: JupyterLab :: Extensions :: Prebuilt",
-                            "Programming Language :: Python :: 3"]})
+                            "Programming Language :: Python :: 3",
+                            *(f"Programming Language :: Python :: 3.{m}" for m in range(10, 14))]})
 
 
 NO_NODE = ("nbdeploy: Node.js (`node`) is not on PATH, so the JupyterLab sidebar in labextension/ cannot be built "

@@ -51,4 +51,4 @@ trap 'bash scripts/docker-engine.sh stop || true' EXIT
 bash scripts/docker-engine.sh start || echo "no Docker engine could be started: the container tests will skip and say why"
 
 echo "== pytest"
-python -m pytest -q -p no:cacheprovider --timeout 900 tests "$@"
+python -m pytest -q -p no:cacheprovider --timeout 900 --durations=15 tests "$@"

@@ -12,6 +12,7 @@ from sklearn.preprocessing import OneHotEncoder
 from nbdeploy.batch import batch
 from nbdeploy.errors import InputError
 from nbdeploy.package import package
+from nbdeploy.widgets import progress_style
 
 
 def _data(n=3000, seed=0):
@@ -49,7 +50,8 @@ def test_local_csv_and_parquet_in_chunks(scored, tmp_path, capsys):
     model, bento, X, table = scored
     table.to_csv(tmp_path/"in.csv", index=False)
     table.to_parquet(tmp_path/"in.parquet", index=False)
-    r = batch(bento, tmp_path/"in.csv", tmp_path/"out.csv", chunksize=700, proba=True)
+    with progress_style("tqdm"):  # as on a terminal
+        r = batch(bento, tmp_path/"in.csv", tmp_path/"out.csv", chunksize=700, proba=True)
     assert r["rows"] == len(table) and r["engine"] == "local"
     assert "scoring in.csv" in capsys.readouterr().err  # the progress bar
     out = pd.read_csv(tmp_path/"out.csv")
@@ -57,6 +59,7 @@ def test_local_csv_and_parquet_in_chunks(scored, tmp_path, capsys):
     assert (out["prediction"].to_numpy() == model.predict(X)).all()
     assert np.allclose(out[["proba_0", "proba_1"]].to_numpy(), model.predict_proba(X))
     r = batch(bento, tmp_path/"in.parquet", tmp_path/"out.parquet", chunksize=1000)
+    assert "\r" not in capsys.readouterr().err  # into a pipe or a log, no bar is drawn
     out2 = pd.read_parquet(tmp_path/"out.parquet")
     assert r["rows"] == len(table) and (out2["prediction"] == out["prediction"]).all()
     # a bare model works too, from its feature_names_in_
