@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, start the services it uses, and run it all.
 # The README's second command; .ci/run calls it. Stops what it started (by recorded PID) on exit.
+# It installs into a virtual environment made anew on every run (NBDEPLOY_TEST_VENV, default .venv-test), at the
+# versions of requirements.lock; NBDEPLOY_REUSE_VENV=1 keeps an existing one, for quick local reruns only.
+# Arguments go to pytest: `bash scripts/test.sh -m "not fresh_install"` skips the clean-clone install tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOCKER_BUILDKIT=0 BENTOML_DO_NOT_TRACK=true PIP_DISABLE_PIP_VERSION_CHECK=1
