@@ -6,8 +6,8 @@
 __all__ = ['Finite', 'OPEN_PATHS', 'ALIASES', 'column_type', 'row_model', 'columns_of_rows', 'rows_to_frame', 'onnx_feeds',
            'sha256_of', 'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'is_json', 'Gate',
            'ReleasingTimeout', 'release_request_timers', 'frozen_at_startup', 'invalid', 'direct_endpoint',
-           'direct_routes', 'as_json', 'refusal', 'is_data_error', 'score', 'ascore', 'die_with_parent', 'Coalescer',
-           'join', 'fitted_workers', 'make_service']
+           'direct_routes', 'as_json', 'refusal', 'is_data_error', 'score', 'ascore', 'die_with_parent', 'settle',
+           'Coalescer', 'join', 'fitted_workers', 'make_service']
 
 # %% ../nbs/03_serving.ipynb #670a9731
 import asyncio
@@ -267,6 +267,15 @@ def die_with_parent() -> None:
     if os.getppid() != parent: os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
 
 # %% ../nbs/03_serving.ipynb #526ecf49
+def settle(fut: asyncio.Future, # one request's future
+           value=None, # its answer
+           exc: BaseException | None = None, # or its error
+          ) -> None:
+    "Answer a request's future, unless it already has an answer or was given up (timed out, cancelled)."
+    if fut.done(): return
+    if exc is not None: fut.set_exception(exc)
+    else: fut.set_result(value)
+
 class Coalescer:
     "Score concurrent requests in shared model calls: those that arrive while the model is busy go together."
     def __init__(self, fn, # model method taking a frame or array
@@ -282,24 +291,39 @@ class Coalescer:
             self.task = asyncio.create_task(self.drain())
         return await fut
 
+    def next_batch(self) -> list:
+        "The waiting requests for the next call, up to `max_rows` rows; those given up meanwhile are dropped."
+        batch, n = [], 0
+        while self.waiting:
+            x, fut = self.waiting[0]
+            if fut.done(): self.waiting.pop(0); continue
+            if batch and n + len(x) > self.max_rows: break
+            batch.append(self.waiting.pop(0)); n += len(x)
+        return batch
+
     async def drain(self):
+        batch = []
         try:
-            while self.waiting:
-                batch, n = [], 0
-                while self.waiting and (not batch or n + len(self.waiting[0][0]) <= self.max_rows):
-                    batch.append(self.waiting.pop(0)); n += len(batch[-1][0])
-                await self.run(batch)
-        finally: self.busy = False
+            while batch := self.next_batch(): await self.run(batch)
+        finally:  # normally nothing is left; if this task itself is cancelled, its requests are too
+            self.busy = False
+            for _, fut in batch + self.waiting: fut.cancel()
+            self.waiting.clear()
 
     async def run(self, batch: list):
-        try: out = await asyncio.to_thread(self.fn, join([x for x, _ in batch]))
+        "Score `batch` in one call; if that fails, each request alone, so an error reaches only its own request."
+        rows = sum(len(x) for x, _ in batch)
+        try:
+            out = await asyncio.to_thread(self.fn, join([x for x, _ in batch]))
+            if len(out) != rows: raise RuntimeError(f"the model returned {len(out)} predictions for {rows} rows")
         except Exception as e:
-            if len(batch) == 1: return batch[0][1].set_exception(e)
-            for item in batch: await self.run([item])
+            if len(batch) == 1: return settle(batch[0][1], exc=e)
+            for item in batch:
+                if not item[1].done(): await self.run([item])
             return
         i = 0
         for x, fut in batch:
-            fut.set_result(out[i:i + len(x)]); i += len(x)
+            settle(fut, out[i:i + len(x)]); i += len(x)
 
 # %% ../nbs/03_serving.ipynb #8fc9ac87
 def join(parts: list):
@@ -326,7 +350,8 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
     release_request_timers()
     live = {}  # the instance BentoML creates, for the direct endpoints
 
-    @bentoml.service(name=spec["service_name"], workers=spec.get("workers") or fitted_workers(), traffic={"timeout": 60})
+    timeout = float(os.environ.get("NBDEPLOY_REQUEST_TIMEOUT") or spec.get("timeout") or 60)  # seconds to start an answer
+    @bentoml.service(name=spec["service_name"], workers=spec.get("workers") or fitted_workers(), traffic={"timeout": timeout})
     class Svc:
         model = model_ref
         def __init__(self):

@@ -28,3 +28,15 @@ def cancer_forest(n_estimators=20):
     "A bare RandomForest on the breast-cancer numpy arrays, with the arrays."
     X, y = load_breast_cancer(return_X_y=True)
     return RandomForestClassifier(n_estimators=n_estimators, random_state=0).fit(X, y), X, y
+
+
+class SlowModel:
+    "A classifier whose `predict` sleeps for the largest `wait` (seconds) among the rows it is given."
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        import time
+        time.sleep(float(X["wait"].max()))
+        return np.zeros(len(X), dtype=int)
