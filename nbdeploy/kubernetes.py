@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['PORT', 'k8s_name', 'container_spec', 'deployment_manifest', 'service_manifest', 'hpa_manifest', 'pdb_manifest',
-           'secret_manifest', 'inference_service', 'manifest_objects', 'to_yaml', 'manifests', 'api_client',
-           'k8s_error', 'apply', 'delete', 'rollout_state', 'KubernetesTarget']
+           'secret_name', 'secret_manifest', 'inference_service', 'manifest_objects', 'to_yaml', 'manifests',
+           'api_client', 'k8s_error', 'apply', 'delete', 'rollout_state', 'KubernetesTarget']
 
 # %% ../nbs/52_kubernetes.ipynb #642ffbda
 import json, re, time
@@ -94,10 +94,16 @@ def pdb_manifest(name: str, namespace: str = "default") -> dict:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}}
 
-def secret_manifest(name: str, key: str, namespace: str = "default") -> dict:
-    "A v1 Secret holding the API key the pods of `name` require."
+def secret_name(name: str, version: int | None = None) -> str:
+    "The Secret of version `version` of `name` (`<name>-api-key` without a version: the one older releases shared)."
+    return f"{name}-v{version}-api-key" if version is not None else f"{name}-api-key"
+
+def secret_manifest(name: str, key: str, namespace: str = "default", version: int | None = None) -> dict:
+    "A v1 Secret holding the API key the pods of version `version` of `name` require."
+    labels = {**_labels(name), **({"nbdeploy.io/version": str(version)} if version is not None else {})}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": f"{name}-api-key", "namespace": namespace, "labels": _labels(name)}, "stringData": {"api-key": key}}
+            "metadata": {"name": secret_name(name, version), "namespace": namespace, "labels": labels},
+            "stringData": {"api-key": key}}
 
 # %% ../nbs/52_kubernetes.ipynb #ee92fc85
 def inference_service(name: str, image: str, namespace: str = "default", min_replicas: int = 1, max_replicas: int = 5,
@@ -119,7 +125,7 @@ def manifest_objects(image: str, name: str, namespace: str = "default", replicas
     k8s_name(name); k8s_name(namespace)
     res = dict(cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit)
     if kserve: return [inference_service(name, image, namespace, replicas, max_replicas, version=version, **res)]
-    secret = secret_manifest(name, api_key, namespace) if api_key else None
+    secret = secret_manifest(name, api_key, namespace, version) if api_key else None
     return [*([secret] if secret else []), service_manifest(name, namespace), hpa_manifest(name, namespace, replicas, max_replicas, target_cpu),
             pdb_manifest(name, namespace),
             deployment_manifest(name, image, version, namespace, replicas, secret=secret and secret["metadata"]["name"], **res)]
@@ -183,7 +189,7 @@ def k8s_error(e: Exception, doing: str, host: str = "") -> Exception:
         if e.status in (401, 403) and "quota" in str(msg).lower():
             return DeployError(f"Kubernetes: {doing} failed: a ResourceQuota is exceeded ({msg}): lower requests/replicas or raise the quota")
         if e.status in (401, 403): return DeployError(f"Kubernetes: {doing} failed: the cluster refused the credentials ({e.status}: {msg}); "
-                                                     "refresh your kubeconfig or get RBAC rights on deployments, services, HPAs, PDBs, secrets")
+                                                     "refresh your kubeconfig or get RBAC rights on deployments, replicasets, services, HPAs, PDBs, secrets")
         if e.status == 422: return InputError(f"Kubernetes: {doing} was rejected as invalid: {msg}")
         return DeployError(f"Kubernetes: {doing} failed ({e.status} {e.reason}): {msg}")
     if isinstance(e, (HTTPError, OSError)):
@@ -236,7 +242,7 @@ def rollout_state(d: dict) -> tuple[bool, str]:
 # %% ../nbs/52_kubernetes.ipynb #b0b40a4d
 class KubernetesTarget(Target):
     "A Deployment + Service + HPA + PDB per deployment name, applied with server-side apply."
-    name = "kubernetes"
+    name, remote = "kubernetes", True
     def __init__(self, name: str = "kubernetes", # the target's name in `deploy(..., target=)`
                  namespace: str = "default", # namespace of every object
                  kubeconfig: str | None = None, # kubeconfig file; default $KUBECONFIG or ~/.kube/config, then in-cluster
@@ -258,6 +264,11 @@ class KubernetesTarget(Target):
         "The objects version `version` of `name` is made of."
         return manifest_objects(image, name, self.namespace, version=version, api_key=api_key, **self.opts)
 
+    def deployment(self, image: str, name: str, version: int, secret: str | None, namespace: str | None = None) -> dict:
+        "The Deployment of version `version`, its pods reading the API key from Secret `secret` (if any)."
+        o = {k: v for k, v in self.opts.items() if k not in ("max_replicas", "target_cpu")}
+        return deployment_manifest(name, image, version, namespace or self.namespace, secret=secret, **o)
+
 # %% ../nbs/52_kubernetes.ipynb #4d478b03
 def _image(self, bento: bentoml.Bento) -> str:
     "The image reference the cluster pulls for `bento`: pushed to `registry` when one is set."
@@ -278,11 +289,14 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
         for o in objs:
             apply(api, o)
             applied.append(o)
-    except Exception as e:
-        removed = [f"{o['kind']} {name}" for o in reversed(applied) if first and delete(api, o["kind"], name if o["kind"] != "Secret" else o["metadata"]["name"], self.namespace)]
+    except Exception as e:  # a first deploy's objects all go again; a later one's Secret is its own, the rest serve
+        removed = [f"{o['kind']} {o['metadata']['name']}" for o in reversed(applied)
+                   if (first or o["kind"] == "Secret") and delete(api, o["kind"], o["metadata"]["name"], self.namespace)]
         if removed: e.args = (f"{e.args[0] if e.args else e}\nRemoved again: {', '.join(removed)}.",)
         raise
-    handle = {"namespace": self.namespace, "name": name, "version": version, "image": image, "auth": "NBDEPLOY_API_KEY" in env}
+    secret = next((o["metadata"]["name"] for o in objs if o["kind"] == "Secret"), None)
+    handle = {"namespace": self.namespace, "name": name, "version": version, "image": image, "auth": secret is not None,
+              "secret": secret}
     return {"url": f"http://{name}.{self.namespace}.svc.cluster.local", "handle": json.dumps(handle), "port": None, "image": image}
 
 def _exists(api, kind: str, name: str, namespace: str) -> bool:
@@ -298,74 +312,111 @@ def _read(api, kind: str, name: str, namespace: str) -> dict | None:
         raise k8s_error(e, f"reading {kind} {namespace}/{name}", api.configuration.host) from e
     except Exception as e: raise k8s_error(e, f"reading {kind} {namespace}/{name}", api.configuration.host) from e
 
+def _version_of(obj: dict | None) -> str | None:
+    "The nbdeploy version the pod template of a Deployment or ReplicaSet runs."
+    tpl = ((obj or {}).get("spec") or {}).get("template") or {}
+    return ((tpl.get("metadata") or {}).get("annotations") or {}).get("nbdeploy.io/version")
+
+def _listed(api, kind: str, namespace: str, selector: str) -> list[dict]:
+    "The ReplicaSets or Secrets in `namespace` whose labels match `selector`, as dicts."
+    from kubernetes import client
+    fn = {"ReplicaSet": client.AppsV1Api(api).list_namespaced_replica_set,
+          "Secret": client.CoreV1Api(api).list_namespaced_secret}[kind]
+    try: return [api.sanitize_for_serialization(o) for o in fn(namespace, label_selector=selector).items]
+    except Exception as e: raise k8s_error(e, f"listing {kind}s in {namespace}", api.configuration.host) from e
+
+def _replica_sets(api, name: str, namespace: str, version: int) -> list[dict]:
+    "The ReplicaSets of deployment `name` whose pods run `version` (a rollout's old and new pods are in different ones)."
+    return [r for r in _listed(api, "ReplicaSet", namespace, f"app.kubernetes.io/name={name}") if _version_of(r) == str(version)]
+
 KubernetesTarget._image, KubernetesTarget.start = _image, _start
 
 # %% ../nbs/52_kubernetes.ipynb #422baaac
-def _live(self, row: dict) -> dict | None:
-    "The Deployment of `row`'s name if it runs `row`'s version, else None."
+def _ref(self, row: dict) -> dict:
+    "Where version `row` is on the cluster: from its handle, else from the row's name and version (a start never recorded)."
     h = handle_of(row)
-    if not h: return None
-    d = _read(self.client(), "Deployment", h["name"], h["namespace"])
-    ann = ((d or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {})
-    return d if d and ann.get("nbdeploy.io/version") == str(h["version"]) else None
+    name, version = h.get("name", row["name"]), h.get("version", row["version"])
+    if "secret" in h: secret = h["secret"]
+    elif h: secret = secret_name(name) if h.get("auth") else None  # a handle from before per-version Secrets: the shared one
+    else: secret = secret_name(name, version) if row.get("auth") else None
+    return {"namespace": h.get("namespace", self.namespace), "name": name, "version": version,
+            "image": h.get("image") or row.get("image"), "secret": secret}
+
+def _live(self, row: dict) -> dict | None:
+    "The Deployment of `row`'s name if its pod template is `row`'s version, else None."
+    r = self._ref(row)
+    d = _read(self.client(), "Deployment", r["name"], r["namespace"])
+    return d if _version_of(d) == str(r["version"]) else None
 
 def _alive(self, row: dict) -> bool:
-    "Does the Deployment run this version, with at least one available replica?"
-    d = self._live(row)
-    return bool(d) and (d.get("status") or {}).get("availableReplicas", 0) > 0
+    "Is a pod of this version available? Counted per ReplicaSet: during a rollout the Deployment's count mixes versions."
+    r = self._ref(row)
+    return any((rs.get("status") or {}).get("availableReplicas") or 0 for rs in _replica_sets(self.client(), r["name"], r["namespace"], r["version"]))
+
+def _gone(self, row: dict) -> bool:
+    "Confirmed gone: no Deployment, or one running another version with no ReplicaSet that keeps pods of this one."
+    r, api = self._ref(row), self.client()
+    d = _read(api, "Deployment", r["name"], r["namespace"])
+    if d is None: return True
+    if _version_of(d) == str(r["version"]): return False  # 0 available pods (a drain, a crash loop) is not gone
+    pods = lambda rs: max((rs.get("spec") or {}).get("replicas") or 0, (rs.get("status") or {}).get("replicas") or 0)
+    return not any(pods(rs) > 0 for rs in _replica_sets(api, r["name"], r["namespace"], r["version"]))
 
 def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the Deployment has rolled out this version; `DeployError` with the controller's word otherwise."
-    h, limit = handle_of(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
+    r, limit = self._ref(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end, what = time.monotonic() + limit, "not started"
     while time.monotonic() < end:
         d = self._live(row)
-        if d is None: raise DeployError(f"Deployment {h['namespace']}/{h['name']} no longer runs v{h['version']}")
+        if d is None: raise DeployError(f"Deployment {r['namespace']}/{r['name']} no longer runs v{r['version']}")
         done, what = rollout_state(d)
         if done: return
         time.sleep(min(5, max(0.2, limit / 300)))
-    raise DeployError(f"the rollout of {h['name']} v{h['version']} did not finish within {limit:.0f} s: {what}")
+    raise DeployError(f"the rollout of {r['name']} v{r['version']} did not finish within {limit:.0f} s: {what}")
 
-KubernetesTarget._live, KubernetesTarget.alive, KubernetesTarget.wait_ready = _live, _alive, _wait_ready
+KubernetesTarget._ref, KubernetesTarget._live, KubernetesTarget.alive, KubernetesTarget.gone = _ref, _live, _alive, _gone
+KubernetesTarget.wait_ready = _wait_ready
 
 # %% ../nbs/52_kubernetes.ipynb #fe55cf9d
 def _stop(self, row: dict) -> None:
-    "Remove this version: delete the objects, roll back to the serving version, or nothing if already replaced."
-    h = handle_of(row)
-    if not h or self._live(row) is None: return
-    api = self.client()
-    serving = ledger.live(h["name"])
-    if serving and serving["version"] != h["version"] and serving.get("handle"):
-        s = handle_of(serving)
-        dep = [o for o in self.objects(s["image"], s["name"], s["version"]) if o["kind"] == "Deployment"][0]
-        if s.get("auth"): dep["spec"]["template"]["spec"]["containers"][0]["env"].append(
-            {"name": "NBDEPLOY_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{s['name']}-api-key", "key": "api-key"}}})
-        apply(api, dep)
-        return
-    for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"): delete(api, kind, h["name"], h["namespace"])
-    delete(api, "Secret", f"{h['name']}-api-key", h["namespace"])
+    "Remove this version: its Secret, and if the Deployment runs it, roll back to the serving version or delete it all."
+    r, api = self._ref(row), self.client()
+    name, ns, v = r["name"], r["namespace"], r["version"]
+    if _version_of(_read(api, "Deployment", name, ns)) == str(v):
+        serving = ledger.live(name)
+        if serving and serving["version"] != v and serving["target"] == self.name: apply(api, self._serving(serving))
+        else:
+            for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"): delete(api, kind, name, ns)
+            sel = f"app.kubernetes.io/name={name},app.kubernetes.io/managed-by=nbdeploy"
+            for s in _listed(api, "Secret", ns, sel): delete(api, "Secret", s["metadata"]["name"], ns)
+            return
+    delete(api, "Secret", secret_name(name, v), ns)  # never the Secret older releases shared: a serving version may read it
+
+def _serving(self, serving: dict) -> dict:
+    "The Deployment of the version in service, to apply back over a failed one (Kubernetes rolls back to its ReplicaSet)."
+    s = self._ref(serving)
+    if not s["image"]: raise DeployError(f"cannot put {s['name']} v{s['version']} back: the ledger has no image for it")
+    return self.deployment(s["image"], s["name"], s["version"], s["secret"], s["namespace"])
 
 def _logs(self, row: dict, tail: int = 100) -> str:
     "The rollout state and the last lines of one pod of the deployment."
     from kubernetes import client
-    h = handle_of(row)
-    if not h: return ""
-    api = self.client()
-    d = _read(api, "Deployment", h["name"], h["namespace"])
-    if d is None: return f"[nbdeploy] Deployment {h['namespace']}/{h['name']} does not exist"
+    r, api = self._ref(row), self.client()
+    d = _read(api, "Deployment", r["name"], r["namespace"])
+    if d is None: return f"[nbdeploy] Deployment {r['namespace']}/{r['name']} does not exist"
     try: state = rollout_state(d)[1]
     except DeployError as e: state = str(e)
-    out = [f"[nbdeploy] Deployment {h['namespace']}/{h['name']}: {state}"]
+    out = [f"[nbdeploy] Deployment {r['namespace']}/{r['name']} (v{_version_of(d)}): {state}"]
     core = client.CoreV1Api(api)
-    pods = core.list_namespaced_pod(h["namespace"], label_selector=f"app.kubernetes.io/name={h['name']}").items
+    pods = core.list_namespaced_pod(r["namespace"], label_selector=f"app.kubernetes.io/name={r['name']}").items
     if pods:
         p = pods[0].metadata.name
-        try: out.append(core.read_namespaced_pod_log(p, h["namespace"], tail_lines=tail))
+        try: out.append(core.read_namespaced_pod_log(p, r["namespace"], tail_lines=tail))
         except Exception as e: out.append(f"[nbdeploy] no log from pod {p}: {e}")
     return "\n".join(out)
 
-KubernetesTarget.stop, KubernetesTarget.logs = _stop, _logs
+KubernetesTarget.stop, KubernetesTarget._serving, KubernetesTarget.logs = _stop, _serving, _logs
 
 # %% ../nbs/52_kubernetes.ipynb #5685d84b
 register_target(KubernetesTarget())

@@ -15,14 +15,19 @@ no kube-apiserver; no PyPI package ships one; image pulls for kind/k3s are impos
 same OpenAPI schemas, else 422) and reports a Deployment as rolled out at once (or stalled, for an image whose name
 says so). It is a stub, not Kubernetes: no scheduling, no pods, no ReplicaSets. `kubectl apply --dry-run=client` needs
 an API server for discovery and OpenAPI download, so it is not run.
+The stub also plays the Deployment controller's part that `alive`/`gone` read: a ReplicaSet per pod template, the new
+one scaled up and the old ones down at once (the old one kept up when the new one stalls), deleted with the Deployment.
+There are no pods, so a node drain is simulated by setting the available counts to 0.
 """
 import copy
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kubernetes_validate
@@ -90,7 +95,7 @@ def test_kubectl_decodes_every_manifest(tmp_path):
     r = subprocess.run(["kubectl", "annotate", "--local", "-f", str(p), "nbdeploy.io/checked=yes", "--dry-run=client", "-o", "name"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["secret/iris-api-key", "service/iris", "horizontalpodautoscaler.autoscaling/iris",
+    assert r.stdout.split() == ["secret/iris-v1-api-key", "service/iris", "horizontalpodautoscaler.autoscaling/iris",
                                 "poddisruptionbudget.policy/iris", "deployment.apps/iris"]
 
 
@@ -132,7 +137,7 @@ class ApiStub:
                 path, _, query = self.path.partition("?")
                 stub.requests.append(("GET", path, query, None))
                 m = _PATH.match(path)
-                if m and m["res"] == "pods" and not m["name"]: return self.send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+                if m and not m["name"]: return self.send(200, stub.list(path, dict(urllib.parse.parse_qsl(query)).get("labelSelector", "")))
                 key = path.removesuffix("/status")
                 if key not in stub.objects: return self.status(404, "NotFound", f"{path} not found")
                 self.send(200, stub.objects[key])
@@ -141,6 +146,7 @@ class ApiStub:
                 stub.requests.append(("DELETE", path, "", None))
                 gone = stub.objects.pop(path, None)
                 if gone is None: return self.status(404, "NotFound", f"{path} not found")
+                if gone["kind"] == "Deployment": stub.collect(gone)
                 # like the API server: a Service's DELETE returns the object, the others a Status
                 self.send(200, gone if gone["kind"] == "Service" else {"kind": "Status", "apiVersion": "v1", "status": "Success"})
             def do_PATCH(self):
@@ -162,11 +168,47 @@ class ApiStub:
                 meta["managedFields"] = [{"manager": q["fieldManager"], "operation": "Apply", "apiVersion": body["apiVersion"]}]
                 if body["kind"] == "Deployment": obj["status"] = stub.deployment_status(obj)
                 stub.objects[path] = obj
+                if body["kind"] == "Deployment": stub.replica_sets(obj)
                 self.send(201 if old is None else 200, obj)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), H)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def list(self, path, selector):
+        "A collection GET: the stored objects under `path` whose labels match an equality `selector` (a=b,c=d)."
+        want = dict(p.split("=", 1) for p in selector.split(",") if p)
+        items = [o for k, o in self.objects.items() if k.rsplit("/", 1)[0] == path
+                 and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in want.items())]
+        kind = {"pods": "Pod", "replicasets": "ReplicaSet", "secrets": "Secret"}.get(path.rsplit("/", 1)[1], "Object")
+        return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {}, "items": items}
+
+    def replica_sets(self, d):
+        "The controller, at once: a ReplicaSet per pod template; the new one up, the old ones down unless the new one stalls."
+        meta, spec = d["metadata"], d["spec"]
+        base, n = f"/apis/apps/v1/namespaces/{meta['namespace']}/replicasets", spec["replicas"]
+        h = hashlib.sha256(json.dumps(spec["template"], sort_keys=True).encode()).hexdigest()[:10]
+        stalls = "broken" in spec["template"]["spec"]["containers"][0]["image"]
+        if not stalls:
+            for o in self.owned(d):
+                o["spec"]["replicas"], o["status"] = 0, {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0}
+        tpl = copy.deepcopy(spec["template"])
+        tpl["metadata"]["labels"]["pod-template-hash"] = h
+        self.objects[f"{base}/{meta['name']}-{h}"] = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": f"{meta['name']}-{h}", "namespace": meta["namespace"], "labels": tpl["metadata"]["labels"],
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"], "controller": True}]},
+            "spec": {"replicas": 1 if stalls else n, "template": tpl,
+                     "selector": {"matchLabels": {**spec["selector"]["matchLabels"], "pod-template-hash": h}}},
+            "status": {"replicas": 1, "availableReplicas": 0} if stalls else {"replicas": n, "readyReplicas": n, "availableReplicas": n}}
+
+    def owned(self, d):
+        "The ReplicaSets Deployment `d` owns."
+        return [o for o in self.objects.values() if o["kind"] == "ReplicaSet" and o["metadata"]["namespace"] == d["metadata"]["namespace"]
+                and o["metadata"]["ownerReferences"][0]["name"] == d["metadata"]["name"]]
+
+    def collect(self, d):
+        "Garbage collection: a deleted Deployment's ReplicaSets go with it."
+        for o in self.owned(d): self.objects.pop(f"/apis/apps/v1/namespaces/{o['metadata']['namespace']}/replicasets/{o['metadata']['name']}")
 
     @staticmethod
     def deployment_status(d):
@@ -236,7 +278,7 @@ def test_client_path_apply_wait_update_rollback_delete(stub, tmp_path, retire):
     patches = [r for r in stub.requests if r[0] == "PATCH"]
     assert [p[1].rsplit("/", 2)[-2] for p in patches] == ["secrets", "services", "horizontalpodautoscalers", "poddisruptionbudgets", "deployments"]
     assert all(p[3] == "application/apply-patch+yaml" and "fieldManager=nbdeploy" in p[2] and "force=true" in p[2].lower() for p in patches)
-    assert stub.objects["/api/v1/namespaces/models/secrets/iris-k8s-api-key"]["stringData"] == {"api-key": "s3cret"}
+    assert stub.objects["/api/v1/namespaces/models/secrets/iris-k8s-v1-api-key"]["stringData"] == {"api-key": "s3cret"}
     assert "s3cret" not in json.dumps(stub.objects[dep_path]) and "s3cret" not in json.dumps(ledger.rows("iris-k8s"))
     # an update is a new pod template on the same Deployment
     v2 = _deploy(t, "iris-k8s", "b2", {"NBDEPLOY_API_KEY": "s3cret"})
@@ -250,7 +292,7 @@ def test_client_path_apply_wait_update_rollback_delete(stub, tmp_path, retire):
     assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "r:5000/iris:v2" and t.alive(v2)
     assert ledger.rows("iris-k8s")[0]["status"] == "failed"
     env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["NBDEPLOY_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "iris-k8s-api-key"
+    assert env["NBDEPLOY_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "iris-k8s-v2-api-key"
     # rollback to v1 is applying v1 again: the image and version annotation go back
     ledger.update("iris-k8s", v2["version"], "rolling back", status="starting")
     s = t.start("b1", "iris-k8s", v1["version"], {"NBDEPLOY_API_KEY": "s3cret"})
@@ -280,6 +322,85 @@ def test_client_path_failures_name_cause_and_fix(stub, tmp_path):
     dead._image = lambda b: "r:5000/iris:v1"
     with pytest.raises(DeployError, match=f"no API server answers at http://127.0.0.1:{port}"): dead.start("b1", "iris", 1, {})
     with pytest.raises(DeployError, match="KUBECONFIG"): k8s.KubernetesTarget(kubeconfig=str(tmp_path/"missing")).start("b1", "iris", 1, {})
+
+
+def _secret_ref(stub, name):
+    "The Secret the pods of the Deployment `name` read their API key from, and the key it holds."
+    c = stub.objects[f"/apis/apps/v1/namespaces/models/deployments/{name}"]["spec"]["template"]["spec"]["containers"][0]
+    ref = {e["name"]: e for e in c["env"]}["NBDEPLOY_API_KEY"]["valueFrom"]["secretKeyRef"]["name"]
+    return ref, stub.objects[f"/api/v1/namespaces/models/secrets/{ref}"]["stringData"]["api-key"]
+
+
+def _secrets(stub):
+    return sorted(k.rsplit("/", 1)[1] for k in stub.objects if "/secrets/" in k)
+
+
+def test_a_failed_rollout_with_a_new_key_leaves_the_live_versions_key(stub, tmp_path, retire):
+    "Issue 13 item 9: the serving version keeps reading its own Secret, whatever a failed rollout with another key did."
+    retire.append("iris-key")
+    t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "bad": "r:5000/iris:broken"})
+    _deploy(t, "iris-key", "b1", {"NBDEPLOY_API_KEY": "old-key"})
+    assert _secret_ref(stub, "iris-key")[1] == "old-key"
+    # the new pods never get ready: the rollout stalls and is undone
+    with pytest.raises(DeployError, match="stalled"): _deploy(t, "iris-key", "bad", {"NBDEPLOY_API_KEY": "new-key"})
+    assert _secret_ref(stub, "iris-key")[1] == "old-key"  # the key the serving pods check (with one shared Secret: new-key)
+    assert _secret_ref(stub, "iris-key")[0] == "iris-key-v1-api-key"
+    assert _secrets(stub) == ["iris-key-v1-api-key"]  # the failed version's Secret went with it
+    # the cluster refuses the new Deployment after the new Secret was applied
+    stub.fail_kind = "Deployment"
+    with pytest.raises(DeployError, match="ResourceQuota"): _deploy(t, "iris-key", "b1", {"NBDEPLOY_API_KEY": "newer-key"})
+    stub.fail_kind = None
+    assert _secret_ref(stub, "iris-key") == ("iris-key-v1-api-key", "old-key") and _secrets(stub) == ["iris-key-v1-api-key"]
+    assert [r["status"] for r in ledger.rows("iris-key")] == ["failed", "failed", "serving"]
+
+
+def test_stop_finds_a_version_without_a_handle(stub, tmp_path, retire):
+    "A deployer killed between applying and recording leaves a row with no handle: stop finds it by name and version."
+    retire.extend(["iris-nh", "iris-nh1"])
+    t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "b2": "r:5000/iris:v2"})
+    v1 = _deploy(t, "iris-nh", "b1", {"NBDEPLOY_API_KEY": "k1"})
+    row2 = ledger.begin("iris-nh", t.name, "iris:x", auth=True)
+    t.start("b2", "iris-nh", row2["version"], {"NBDEPLOY_API_KEY": "k2"})  # the ledger never hears of it
+    row2 = ledger.get("iris-nh", row2["version"])
+    assert row2["handle"] is None and not t.gone(row2) and _secret_ref(stub, "iris-nh")[0] == "iris-nh-v2-api-key"
+    t.stop(row2)  # v1 serves: its Deployment is applied back, and v2's Secret goes
+    assert stub.objects["/apis/apps/v1/namespaces/models/deployments/iris-nh"]["spec"]["template"]["spec"]["containers"][0]["image"] == "r:5000/iris:v1"
+    assert _secret_ref(stub, "iris-nh") == ("iris-nh-v1-api-key", "k1") and _secrets(stub) == ["iris-nh-v1-api-key"]
+    assert t.alive(v1) and t.gone(row2)
+    # a first deploy interrupted the same way: every object of the name goes
+    row = ledger.begin("iris-nh1", t.name, "iris:x", auth=True)
+    t.start("b1", "iris-nh1", row["version"], {"NBDEPLOY_API_KEY": "k"})
+    t.stop(ledger.get("iris-nh1", row["version"]))
+    assert not [k for k in stub.objects if "iris-nh1" in k]
+    assert "does not exist" in t.logs(ledger.get("iris-nh1", row["version"]))
+
+
+def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire):
+    "The protocol's gone(): confirmed by the cluster's objects; a Deployment with 0 available pods is unhealthy, not gone."
+    retire.append("iris-gone")
+    t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "b2": "r:5000/iris:v2", "bad": "r:5000/iris:broken"})
+    path = "/apis/apps/v1/namespaces/models/deployments/iris-gone"
+    v1 = _deploy(t, "iris-gone", "b1")
+    assert t.alive(v1) and not t.gone(v1)
+    # a node drain: no pod of v1 is available for a while, but the Deployment still runs v1
+    drained = [stub.objects[path], *stub.owned(stub.objects[path])]
+    for o in drained: o["status"]["availableReplicas"] = 0
+    assert not t.alive(v1) and not t.gone(v1)
+    for o in drained: o["status"]["availableReplicas"] = o["spec"]["replicas"]
+    # a rollout that stalls: v1's old ReplicaSet keeps serving; the new version is not ready, and neither is gone
+    row = ledger.begin("iris-gone", t.name, "iris:x")
+    s = t.start("bad", "iris-gone", row["version"], {})
+    row = ledger.update("iris-gone", row["version"], "started", handle=s["handle"], image=s["image"])
+    assert t.alive(v1) and not t.gone(v1) and not t.alive(row) and not t.gone(row)
+    t.stop(row)  # undone: v1's template is applied back, the stalled ReplicaSet scaled down
+    assert t.gone(row) and t.alive(v1) and not t.gone(v1)
+    # replaced by a version that rolls out: v1's ReplicaSet has no pods left
+    v3 = _deploy(t, "iris-gone", "b2")
+    assert t.gone(v1) and not t.alive(v1) and t.alive(v3) and not t.gone(v3)
+    # the Deployment deleted: gone
+    t.stop(v3)
+    assert t.gone(v3) and t.gone(v1) and stub.objects == {}
+    assert k8s.KubernetesTarget.remote  # nd.status takes the cluster's word, no HTTP probe from here
 
 
 @pytest.mark.skipif(not __import__("tests.test_sagemaker", fromlist=["x"]).rollout_uses_target_gate(),
