@@ -149,10 +149,14 @@ import json
 from pathlib import Path
 
 import bentoml
-from nbdeploy_serving import make_service
+from nbdeploy_serving import make_service, mark_failed_start
 
-SPEC = json.loads((Path(__file__).parent / "nbdeploy_spec.json").read_text())
-Svc = make_service(SPEC, bentoml.models.BentoModel(SPEC["model_tag"]))
+try:
+    SPEC = json.loads((Path(__file__).parent / "nbdeploy_spec.json").read_text())
+    Svc = make_service(SPEC, bentoml.models.BentoModel(SPEC["model_tag"]))
+except Exception:
+    mark_failed_start()
+    raise
 '''
 
 def write_sources(ctx: Path, spec: dict, card: str, report: dict | None) -> None:
@@ -250,7 +254,10 @@ def load_model(bento): # a `bentoml.Bento` or its tag
 
 # %% ../nbs/04_package.ipynb #a8a3390f
 def verify(bento) -> None:
-    "Check the Bento's model file against its recorded SHA-256; `PackagingError` if it was altered."
+    "Check the Bento's model files against their recorded SHA-256; `PackagingError` if one was altered."
     ref = bentoml.models.get(bento.info.models[0].tag)
-    if serving.sha256_of(ref.path_of(ref.info.metadata["file"])) != ref.info.metadata["sha256"]:
-        raise PackagingError(f"the model file of {bento.tag} does not match its recorded SHA-256: it was altered after packaging; package the model again")
+    meta = ref.info.metadata
+    for entry in [meta] + ([meta["onnx"]] if meta.get("onnx") else []):
+        try: serving.verified_bytes(ref, entry)
+        except RuntimeError as e:
+            raise PackagingError(f"the model file {entry['file']} of {bento.tag} does not match its recorded SHA-256: it was altered after packaging; package the model again") from e

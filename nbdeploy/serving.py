@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['Finite', 'OPEN_PATHS', 'ALIASES', 'column_type', 'row_model', 'columns_of_rows', 'rows_to_frame', 'onnx_feeds',
-           'sha256_of', 'verified_path', 'load_verified', 'onnx_session', 'presented_key', 'is_json', 'Gate',
+           'verified_bytes', 'load_verified', 'onnx_session', 'presented_key', 'api_key', 'is_json', 'Gate',
            'ReleasingTimeout', 'release_request_timers', 'frozen_at_startup', 'invalid', 'direct_endpoint',
-           'direct_routes', 'as_json', 'refusal', 'is_data_error', 'score', 'ascore', 'die_with_parent', 'settle',
-           'Coalescer', 'join', 'fitted_workers', 'make_service']
+           'direct_routes', 'as_json', 'refusal', 'is_data_error', 'score', 'ascore', 'die_with_parent',
+           'mark_failed_start', 'settle', 'Coalescer', 'join', 'fitted_workers', 'make_service']
 
 # %% ../nbs/03_serving.ipynb #670a9731
 import asyncio
@@ -15,10 +15,13 @@ import gc
 import hashlib
 import hmac
 import inspect
+import io
 import logging
 import os
 import signal
 import sys
+import traceback
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import bentoml
@@ -78,41 +81,37 @@ def onnx_feeds(values: dict, # column name -> list of values
             for n, c in zip(names, cols)}
 
 # %% ../nbs/03_serving.ipynb #cd0a21cf
-def sha256_of(path: str) -> str:
-    "Hex SHA-256 of a file."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
-
-# %% ../nbs/03_serving.ipynb #6897d9fb
-def verified_path(ref, entry: dict) -> str:
-    "The path of a file in a stored model, after checking it against its recorded SHA-256."
+def verified_bytes(ref, # a BentoML model (`bentoml.Model`)
+                   entry: dict, # its metadata entry for one file: {"file", "sha256"}
+                  ) -> bytes:
+    "The bytes of a file in a stored model, read once and checked against its recorded SHA-256."
     path = ref.path_of(entry["file"])
-    if sha256_of(path) != entry["sha256"]: raise RuntimeError(f"{path} does not match its recorded SHA-256; refusing to load it")
-    return path
+    with open(path, "rb") as f: data = f.read()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise RuntimeError(f"{path} does not match its recorded SHA-256; refusing to load it")
+    return data
 
 # %% ../nbs/03_serving.ipynb #db7246bb
 def load_verified(ref) -> Any:
-    "Load the model stored in a BentoML model `ref`, after checking its file against the recorded hash."
+    "Load the model stored in a BentoML model `ref` from the very bytes checked against its recorded hash."
     meta = ref.info.metadata
-    path = verified_path(ref, meta)
+    data = verified_bytes(ref, meta)
     if meta["format"] == "skops":
         import skops.io as sio
-        return sio.load(path, trusted=meta.get("trusted") or [])
+        return sio.loads(data, trusted=meta.get("trusted") or [])
     if meta["format"] == "cloudpickle":
         import cloudpickle
-        with open(path, "rb") as f: return cloudpickle.load(f)
+        return cloudpickle.loads(data)
     import joblib
-    return joblib.load(path)
+    return joblib.load(io.BytesIO(data))
 
 # %% ../nbs/03_serving.ipynb #91def15e
 def onnx_session(ref):
-    "An ONNX Runtime session on the stored model's verified `model.onnx`, one thread per worker process."
+    "An ONNX Runtime session on the stored model's verified `model.onnx` bytes, one thread per worker process."
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # the server runs a worker per core already
-    return ort.InferenceSession(verified_path(ref, ref.info.metadata["onnx"]), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(verified_bytes(ref, ref.info.metadata["onnx"]), opts, providers=["CPUExecutionProvider"])
 
 # %% ../nbs/03_serving.ipynb #657ac070
 OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/ping"})
@@ -123,6 +122,15 @@ def presented_key(headers: list) -> str:
     h = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
     auth = h.get("authorization", "")
     return auth[7:] if auth.lower().startswith("bearer ") else h.get("x-api-key", "")
+
+# %% ../nbs/03_serving.ipynb #16915361
+def api_key() -> str | None:
+    "The key requests must carry: the file named by `NBDEPLOY_API_KEY_FILE` (stripped), else `NBDEPLOY_API_KEY`."
+    path = os.environ.get("NBDEPLOY_API_KEY_FILE")
+    if not path: return os.environ.get("NBDEPLOY_API_KEY") or None
+    key = Path(path).read_text().strip()
+    if not key: raise RuntimeError(f"NBDEPLOY_API_KEY_FILE names {path}, which holds no key")
+    return key
 
 # %% ../nbs/03_serving.ipynb #b0f8cf20
 def is_json(headers: list) -> bool:
@@ -137,7 +145,8 @@ class Gate:
                  direct=None, # called until it returns {route: ASGI endpoint} (None before the service instance exists)
                 ):
         self.app, self.metadata, self.direct, self.routes = app, metadata, direct, None
-        self.key = os.environ.get("NBDEPLOY_API_KEY") or None
+        try: self.key = api_key()
+        except Exception: mark_failed_start(); raise
         if os.environ.get("NBDEPLOY_FAST_PATH") == "0": self.direct = None
 
     async def __call__(self, scope, receive, send):
@@ -266,6 +275,16 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     if os.getppid() != parent: os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
 
+# %% ../nbs/03_serving.ipynb #90cfe2a0
+def mark_failed_start() -> None:
+    "Write the exception being handled to the file named by `NBDEPLOY_STARTUP_MARKER`, if that is set."
+    path = os.environ.get("NBDEPLOY_STARTUP_MARKER")
+    if not path: return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(traceback.format_exc())
+    except OSError: _log.exception("could not write the startup marker %s", path)
+
 # %% ../nbs/03_serving.ipynb #526ecf49
 def settle(fut: asyncio.Future, # one request's future
            value=None, # its answer
@@ -355,11 +374,13 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
     class Svc:
         model = model_ref
         def __init__(self):
-            die_with_parent()
-            self.est = load_verified(self.model)  # on an instance, BentoModel resolves to the stored model
-            if spec.get("runtime") == "onnx":
-                self.sess = onnx_session(self.model)
-                self.names = [i.name for i in self.sess.get_inputs()]
+            try:
+                die_with_parent()
+                self.est = load_verified(self.model)  # on an instance, BentoModel resolves to the stored model
+                if spec.get("runtime") == "onnx":
+                    self.sess = onnx_session(self.model)
+                    self.names = [i.name for i in self.sess.get_inputs()]
+            except Exception: mark_failed_start(); raise
             live["instance"] = self
 
         if spec.get("runtime") == "onnx":  # microseconds a call: run it on the event loop, no thread hop

@@ -38,3 +38,75 @@ def test_a_timed_out_request_leaves_the_others_answered(slow):
         assert queued.result().status_code == 504
     assert codes == [200] * 5, codes
     assert [post(0.0).status_code for _ in range(3)] == [200] * 3
+
+
+# --- the bytes that were hashed are the bytes that are loaded (item 13) ----------------------------------------
+
+def test_the_model_is_loaded_from_the_bytes_that_were_hashed(tmp_path):
+    "The model file becomes a FIFO that gives the packaged bytes to its first reader and other bytes to a second."
+    import os
+    import pickle
+    import threading
+
+    import bentoml
+    from tests.models import churn_frame, churn_pipeline
+    df, y = churn_frame(n=60, seed=3)
+    bento = nd.package(churn_pipeline(df, y, 3), "hashed-once", sample=df, runtime="native")
+    path = bentoml.models.get(bento.info.models[0].tag).path_of("model.pkl")
+    good = open(path, "rb").read()
+    os.unlink(path)
+    os.mkfifo(path)
+    served, real = [], os.path.realpath(path)
+    def reading() -> bool:
+        "Whether this process still has the FIFO open."
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == real: return True
+            except OSError: pass
+        return False
+    def feed():
+        for data in (good, pickle.dumps({"swapped": "after the hash was checked"})):
+            quiet = time.monotonic()
+            while time.monotonic() - quiet < 0.3:  # the first reader done with it: a new open gets the next bytes
+                if reading(): quiet = time.monotonic()
+                time.sleep(0.005)
+            with open(path, "wb") as f:  # blocks until someone opens the file to read
+                served.append(len(data)); f.write(data)
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    model = nd.load_model(bento)
+    assert hasattr(model, "predict"), model  # not the swapped object
+    assert served == [len(good)]  # the file was opened once
+    with open(path, "rb") as f: f.read()  # let the writer finish
+    writer.join(5)
+
+
+# --- a failed start writes its marker (hook for the local and docker targets) ----------------------------------
+
+def test_a_failed_start_writes_the_startup_marker(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import bentoml
+    from tests.models import churn_frame, churn_pipeline
+    df, y = churn_frame(n=60, seed=4)
+    bento = nd.package(churn_pipeline(df, y, 3), "broken-start", sample=df, runtime="native")
+    path = bentoml.models.get(bento.info.models[0].tag).path_of("model.pkl")
+    with open(path, "ab") as f: f.write(b"corrupted")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    marker = tmp_path / "markers" / "broken-start.txt"
+    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", str(bento.tag), "--host", "127.0.0.1", "--port", str(port)],
+                         env={**os.environ, "NBDEPLOY_STARTUP_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(600):
+            if marker.exists() and marker.read_text(): break
+            time.sleep(0.1)
+        text = marker.read_text()
+    finally:
+        os.killpg(p.pid, signal.SIGKILL); p.wait()
+    assert "does not match its recorded SHA-256" in text and text.startswith("Traceback"), text[-2000:]
