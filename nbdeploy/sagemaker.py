@@ -92,7 +92,8 @@ def ensure_repository(ecr, repository: str) -> str:
 # %% ../nbs/51_sagemaker.ipynb #9d035754
 class SageMakerTarget(Target):
     "A SageMaker real-time endpoint per deployment name; one model + endpoint config per version."
-    name = "sagemaker"
+    name, remote = "sagemaker", True
+    supports_api_key = False  # IAM (SigV4) guards the endpoint; an nbdeploy API key would never be checked
     def __init__(self, name: str = "sagemaker", # the target's name in `deploy(..., target=)`
                  role: str | None = None, # IAM role ARN SageMaker assumes; default $NBDEPLOY_SAGEMAKER_ROLE
                  instance_type: str = "ml.m5.large", # instance type of the production variant
@@ -192,24 +193,37 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
 SageMakerTarget._push, SageMakerTarget.start = _push, _start
 
 # %% ../nbs/51_sagemaker.ipynb #8a64b5d9
+def _ref(self, row: dict) -> dict:
+    "The endpoint, model and config names of version `row`: from its handle, else from its name and version."
+    h = handle_of(row)
+    version_name = sm_name(row["name"], row["version"])
+    return {"endpoint": h.get("endpoint") or sm_name(row["name"]), "model": h.get("model") or version_name,
+            "config": h.get("config") or version_name}
+
 def _describe(self, row: dict) -> dict | None:
     "DescribeEndpoint of the row's endpoint, or None if it does not exist."
-    h = handle_of(row)
-    if not h: return None
-    try: return self.client("sagemaker").describe_endpoint(EndpointName=h["endpoint"])
+    ep = self._ref(row)["endpoint"]
+    try: return self.client("sagemaker").describe_endpoint(EndpointName=ep)
     except ClientError as e:
         if "Could not find" in e.response["Error"].get("Message", ""): return None
-        raise aws_error(e, f"describing endpoint {h['endpoint']}") from e
+        raise aws_error(e, f"describing endpoint {ep}") from e
+    except BotoCoreError as e: raise aws_error(e, f"describing endpoint {ep}") from e
 
 def _alive(self, row: dict) -> bool:
     "Is the endpoint InService (or updating) on this version's config?"
     d = self._describe(row)
-    return bool(d) and d["EndpointConfigName"] == handle_of(row)["config"] and d["EndpointStatus"] in ("InService", "Updating", "Creating")
+    return bool(d) and d["EndpointConfigName"] == self._ref(row)["config"] and d["EndpointStatus"] in ("InService", "Updating", "Creating")
+
+def _gone(self, row: dict) -> bool:
+    "Confirmed gone: no endpoint, a Failed one, or one that neither serves nor is being updated to this version's config."
+    d, config = self._describe(row), self._ref(row)["config"]
+    if d is None or d["EndpointStatus"] == "Failed": return True
+    return config not in (d.get("EndpointConfigName"), (d.get("PendingDeploymentSummary") or {}).get("EndpointConfigName"))
 
 def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the endpoint is InService on this version's config; `DeployError` with SageMaker's reason otherwise."
-    h, limit = handle_of(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
+    h, limit = self._ref(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end = time.monotonic() + limit
     while time.monotonic() < end:
         d = self._describe(row)
@@ -222,20 +236,19 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
 
 def _logs(self, row: dict, tail: int = 100) -> str:
     "What SageMaker says about the endpoint: status, config, failure reason (container logs are in CloudWatch)."
-    d, h = self._describe(row), handle_of(row)
-    if not h: return ""
+    d, h = self._describe(row), self._ref(row)
     if d is None: return f"[nbdeploy] endpoint {h['endpoint']} does not exist"
     return (f"[nbdeploy] endpoint {d['EndpointName']}: {d['EndpointStatus']} on {d['EndpointConfigName']}"
             + (f"; {d['FailureReason']}" if d.get("FailureReason") else "")
             + f"; container logs: CloudWatch log group /aws/sagemaker/Endpoints/{d['EndpointName']}")
 
-SageMakerTarget._describe, SageMakerTarget.alive, SageMakerTarget.wait_ready, SageMakerTarget.logs = _describe, _alive, _wait_ready, _logs
+SageMakerTarget._ref, SageMakerTarget._describe, SageMakerTarget.alive, SageMakerTarget.gone = _ref, _describe, _alive, _gone
+SageMakerTarget.wait_ready, SageMakerTarget.logs = _wait_ready, _logs
 
 # %% ../nbs/51_sagemaker.ipynb #e82491f0
 def _stop(self, row: dict) -> None:
     "Delete the version's model and config, and the endpoint if it serves this version."
-    h = handle_of(row)
-    if not h: return
+    h = self._ref(row)
     sm = self.client("sagemaker")
     d = self._describe(row)
     created = [("model", h["model"]), ("endpoint_config", h["config"])]

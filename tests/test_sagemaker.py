@@ -113,8 +113,9 @@ def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, ret
 def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
     bento, _, _ = iris_image
     with pytest.raises(InputError, match="letters, digits and dashes"): sm_name("x" * 70, 1)
-    # through nd.deploy, a name the target cannot use is refused before the ledger records anything
-    for target, bad, why in (("sagemaker", "x" * 70, "letters, digits and dashes"), ("kubernetes", "Bad_Name", "lowercase")):
+    # through nd.deploy, a name the target cannot use (though nbdeploy's own rule allows it) is refused before the ledger
+    # records anything: 62 characters and "-v1" make 65, over SageMaker's 63; Kubernetes allows no "_"
+    for target, bad, why in (("sagemaker", "x" * 62, "letters, digits and dashes"), ("kubernetes", "bad_name", "lowercase")):
         with pytest.raises(InputError, match=why): nd.deploy(bento, name=bad, target=target)
         assert ledger.rows(bad) == []
     monkeypatch.delenv("NBDEPLOY_SAGEMAKER_ROLE", raising=False)
@@ -125,6 +126,49 @@ def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(DeployError, match="no AWS credentials"):
         SageMakerTarget(role=ROLE).start(bento, "iris", 1, {})
+
+
+def test_gone_and_stop_without_a_handle_against_moto(aws, registry, iris_image, monkeypatch, retire):
+    "gone() from DescribeEndpoint; stop() of a row whose start was never recorded finds its resources by name and version."
+    bento, _, _ = iris_image
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    name = "iris-smg"
+    retire.append(name)
+    t, sm = SageMakerTarget(role=ROLE, registry=registry, wait=30), boto3.client("sagemaker")
+    assert t.remote
+    row1 = ledger.begin(name, "sagemaker", str(bento.tag))
+    started = t.start(bento, name, row1["version"], {})
+    row1 = _row(name, row1["version"], bento, started)
+    assert t.alive(row1) and not t.gone(row1)
+    # the endpoint moves to v2's config (what an update does; moto has no UpdateEndpoint, so it is made anew on v2):
+    # v1 is gone though its endpoint exists, and v2 — a row whose start the ledger never heard of — serves
+    row2 = ledger.begin(name, "sagemaker", str(bento.tag))
+    sm.delete_endpoint(EndpointName=name)
+    assert t.gone(row1) and not t.alive(row1)
+    sm.create_model(ModelName="iris-smg-v2", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": started["image"]})
+    sm.create_endpoint_config(EndpointConfigName="iris-smg-v2", ProductionVariants=[{"VariantName": "AllTraffic",
+        "ModelName": "iris-smg-v2", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName="iris-smg-v2")
+    assert row2["handle"] is None and t.alive(row2) and not t.gone(row2) and t.gone(row1)
+    assert "InService on iris-smg-v2" in t.logs(row2)
+    t.stop(row2)
+    assert sm.list_endpoints()["Endpoints"] == [] and [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-smg-v1"]
+    assert t.gone(row2) and t.gone(row1)
+    t.stop(row1)
+    assert sm.list_models()["Models"] == [] and sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_an_api_key_is_refused_before_anything_is_recorded(aws, registry, iris_image, monkeypatch, retire):
+    "Issue 13 item 16: IAM guards a SageMaker endpoint; a key it would never check is refused, not recorded as auth=1."
+    from nbdeploy.deploy import TARGETS
+    bento, _, _ = iris_image
+    assert SageMakerTarget.supports_api_key is False
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setitem(TARGETS, "sagemaker", SageMakerTarget(role=ROLE, registry=registry, wait=30))
+    retire.append("iris-smkey")
+    with pytest.raises(InputError, match="API key"): nd.deploy(bento, name="iris-smkey", target="sagemaker", api_key="s3cret")
+    assert ledger.rows("iris-smkey") == []
+    assert boto3.client("sagemaker").list_models()["Models"] == [] and boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
 
 
 def rollout_uses_target_gate() -> bool:
