@@ -9,8 +9,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from jupyter_server.auth import Authorizer
 
 from nbdeploy.deploy import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ReadOnlyAuthorizer(Authorizer):
+    "Lets every authenticated user read and no one write: a view-only Jupyter (`--ServerApp.authorizer_class=` this)."
+    def is_authorized(self, handler, user, action: str, resource: str) -> bool: return action == "read"
 
 
 def command(app: str, port: int, token: str, root: Path, extra: tuple = ()) -> list:
@@ -53,10 +61,12 @@ def lab_settings(root: Path) -> Path:
 
 
 @contextmanager
-def jupyter(app: str, root: Path, log: Path, *extra: str):
+def jupyter(app: str, root: Path, log: Path, *extra: str, env: dict | None = None):
     "Run `jupyter server` (app='server') or `jupyter lab` on a random loopback port with a random token; yields (url, token)."
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(lab_settings(root))} if app == "lab" else None
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # classes from tests/, e.g. an authorizer
+    if app == "lab": env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(root))
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as f:
         proc = subprocess.Popen(command(app, port, token, root, extra), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -1,23 +1,51 @@
-"""The server extension's endpoints on a real `jupyter server` (127.0.0.1): with a token, without one, and XSRF."""
+"""The server extension's endpoints on a real `jupyter server` (127.0.0.1): with a token, without one, XSRF, a row whose
+live check fails, and a read-only authorizer."""
+import json
+import os
+
 import pytest
 import requests
 
 from nbdeploy import ledger
+from nbdeploy.deploy import free_port
 from tests.conftest import ARTIFACTS
 from tests.jupyter_fixtures import jupyter
 
 
+def no_aws(home) -> dict:
+    "This environment with no AWS credentials to be found: boto3 raises NoCredentialsError before it sends anything."
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "none"), "AWS_CONFIG_FILE": str(home / "none"),
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}  # nothing listens there, should a request be made
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    "A real Jupyter server with the nbdeploy extension enabled by its installed config; (url, token)."
-    with jupyter("server", tmp_path_factory.mktemp("root"), ARTIFACTS / "jupyter-server.log") as s:
+    "A real Jupyter server with the nbdeploy extension enabled by its installed config, and no AWS credentials; (url, token)."
+    root = tmp_path_factory.mktemp("root")
+    with jupyter("server", root, ARTIFACTS / "jupyter-server.log", env=no_aws(root)) as s:
         yield s
 
 
-def fake_serving(name: str) -> dict:
+@pytest.fixture(scope="module")
+def readonly_server(tmp_path_factory):
+    "A real Jupyter server whose Authorizer allows reads only (tests.jupyter_fixtures.ReadOnlyAuthorizer); (url, token)."
+    with jupyter("server", tmp_path_factory.mktemp("root-ro"), ARTIFACTS / "jupyter-server-readonly.log",
+                 "--ServerApp.authorizer_class=tests.jupyter_fixtures.ReadOnlyAuthorizer") as s:
+        yield s
+
+
+def fake_serving(name: str, target: str = "local", handle: str = "0") -> dict:
     "A ledger row that says `name` v1 is serving, with no process behind it (stopping it is instant)."
-    row = ledger.begin(name, "local", f"{name}:fake", "pass")
-    return ledger.update(name, row["version"], "deployed", status="serving", url="http://127.0.0.1:9", port=9, handle="0")
+    row = ledger.begin(name, target, f"{name}:fake", "pass")
+    return ledger.update(name, row["version"], "deployed", status="serving", url="http://127.0.0.1:9", port=9, handle=handle)
+
+
+def retire(*names: str) -> None:
+    "Mark the rows stopped, so the session's final clean-up leaves them alone."
+    for n in names:
+        for r in ledger.rows(n): ledger.update(n, r["version"], "stopped", status="stopped")
 
 
 def test_refused_without_token(server):
@@ -31,13 +59,47 @@ def test_ledger_and_stop_with_token(server):
     url, token = server
     h = {"Authorization": f"token {token}"}
     fake_serving("srv-fake")
+    events = ledger.events("srv-fake")
     rows = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-fake"}, headers=h, timeout=30).json()["deployments"]
     assert [(r["name"], r["version"], r["target"], r["verdict"]) for r in rows] == [("srv-fake", 1, "local", "pass")]
-    assert rows[0]["status"] == "dead"          # checked live: the ledger said serving, but nothing runs
+    assert rows[0]["status"] == "dead" and rows[0]["error"] is None  # checked live: the ledger said serving, but nothing runs
+    # a GET writes nothing: the row is still serving in the ledger, and no event was recorded
+    assert ledger.get("srv-fake", 1)["status"] == "serving" and ledger.events("srv-fake") == events
+    retire("srv-fake")
     fake_serving("srv-stop")
     r = requests.post(f"{url}/nbdeploy/deployments/srv-stop/stop", headers=h, timeout=60)
     assert r.status_code == 200 and r.json()["message"] == "stopped srv-stop"
     assert ledger.get("srv-stop", 1)["status"] == "stopped"
+
+
+def test_a_row_whose_check_fails_says_so_and_the_rest_are_listed(server):
+    "A SageMaker row on a Jupyter server with no AWS credentials: that row is `unknown` with its error; the listing is 200."
+    url, token = server
+    fake_serving("srv-ok")
+    fake_serving("srv-sm", "sagemaker", json.dumps({"endpoint": "srv-sm", "model": "srv-sm-v1", "config": "srv-sm-v1",
+                                                    "region": "us-east-1"}))
+    try:
+        r = requests.get(f"{url}/nbdeploy/deployments", headers={"Authorization": f"token {token}"}, timeout=60)
+        assert r.status_code == 200, r.text[:500]
+        rows = {x["name"]: x for x in r.json()["deployments"]}
+        assert rows["srv-sm"]["status"] == "unknown" and "no AWS credentials" in rows["srv-sm"]["error"]
+        assert rows["srv-ok"]["status"] == "dead" and rows["srv-ok"]["error"] is None
+        assert ledger.get("srv-sm", 1)["status"] == "serving"
+    finally: retire("srv-ok", "srv-sm")
+
+
+def test_a_read_only_authorizer_allows_the_listing_and_forbids_stop_and_rollback(readonly_server):
+    url, token = readonly_server
+    h = {"Authorization": f"token {token}"}
+    fake_serving("srv-ro")
+    try:
+        for action in ("stop", "rollback"):
+            r = requests.post(f"{url}/nbdeploy/deployments/srv-ro/{action}", headers=h, timeout=30)
+            assert r.status_code == 403, (action, r.status_code, r.text[:300])
+        assert ledger.get("srv-ro", 1)["status"] == "serving"
+        r = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-ro"}, headers=h, timeout=30)
+        assert r.status_code == 200 and [x["name"] for x in r.json()["deployments"]] == ["srv-ro"]
+    finally: retire("srv-ro")
 
 
 def test_errors_are_json_with_status(server):
