@@ -35,6 +35,23 @@ def wait_serving(container, url: str, timeout: float = 90) -> None:
     except DeployError as e: pytest.fail(f"{e}:\n{container.logs().decode()[-3000:]}")
 
 
+def locked_down(c, tmpfs: set) -> None:
+    "Assert that container `c` runs as the Kubernetes manifests' pods do: no capabilities, read-only, limited."
+    hc = c.attrs["HostConfig"]
+    assert hc["CapDrop"] == ["ALL"] and not hc.get("CapAdd"), (hc["CapDrop"], hc.get("CapAdd"))
+    assert hc["ReadonlyRootfs"] is True and (hc.get("PidsLimit") or 0) > 0 and hc["Memory"] > 0
+    assert "no-new-privileges" in (hc.get("SecurityOpt") or []) and c.attrs["Config"]["User"] not in ("", "0", "root")
+    assert set(hc.get("Tmpfs") or {}) == tmpfs
+
+
+def endpoint_container(name: str, role: str):
+    "The running `role` container (edge or router) of deployment `name`'s endpoint."
+    import docker
+    cs = docker.from_env().containers.list(filters={"label": [f"org.nbdeploy.endpoint={name}", f"org.nbdeploy.role={role}"]})
+    assert len(cs) == 1, f"{len(cs)} {role} containers for {name}"
+    return cs[0]
+
+
 def _clean_up(client):
     "Stop this session's docker deployments still serving and remove the images built from this session's Bentos (the base image stays cached)."
     import bentoml

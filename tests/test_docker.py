@@ -1,5 +1,6 @@
 """Containers on a real Docker engine: base images, nbdeploy's own image, the docker target, swaps with a client polling."""
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from nbdeploy.docker_target import DockerTarget, endpoint
 from nbdeploy.deploy import register_target
 from nbdeploy.errors import DeployError, PackagingError
 from nbdeploy.images import IMAGE_CA_PATH, base_image, engine
-from tests.docker_fixtures import SCRIPT, iris_model, make_bento
+from tests.docker_fixtures import SCRIPT, endpoint_container, iris_model, locked_down, make_bento
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 BENCH = ARTIFACTS / "docker_bench.json"
@@ -141,8 +142,16 @@ def test_serves_the_http_contract(docker_engine, iris_image):
         hc = c.attrs["HostConfig"]
         assert c.attrs["Config"]["User"] == "10001" and hc["NetworkMode"] == "host" and hc["Memory"] > 0
         assert hc["RestartPolicy"]["Name"] == "on-failure"
+        locked_down(c, tmpfs={"/tmp", "/home/nbdeploy/bentoml"})
+        assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
         url = endpoint("iris-contract")
         assert url and url.startswith("http://127.0.0.1:") and dep.url == url == row["url"]
+        edge, router = (endpoint_container("iris-contract", role) for role in ("edge", "router"))
+        for e in (edge, router):
+            locked_down(e, tmpfs=set())
+            assert e.attrs["Config"]["Cmd"][0] == "nginx" and e.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        assert edge.labels["org.nbdeploy.proxy"] == "iris-contract" and url.endswith(":" + edge.labels["org.nbdeploy.proxy-port"])
+        assert requests.get(f"{url}/livez", timeout=10).headers["X-Request-ID"]
         direct = f"http://127.0.0.1:{row['port']}"
         for base in (url, direct):
             np.testing.assert_array_equal(
@@ -155,25 +164,84 @@ def test_serves_the_http_contract(docker_engine, iris_image):
         assert 400 <= bad.status_code < 500
         assert "Uvicorn" in dep.logs() or "bentoml" in dep.logs().lower() or dep.logs()
         c.stop(timeout=10)  # a container that dies after start: status says so and the ledger records it
+        assert DockerTarget().gone(row) and not DockerTarget().alive(row)
         assert dep.status() == "dead" and ledger.get("iris-contract", dep.version)["status"] == "dead"
     finally:
         dep.stop()
     with pytest.raises(Exception):
         docker_engine.containers.get(row["handle"])
     assert endpoint("iris-contract") is None
+    assert docker_engine.containers.list(all=True, filters={"label": "org.nbdeploy.endpoint=iris-contract"}) == []
 
 
-def test_api_key_is_given_at_run_time_never_baked(docker_engine, iris_image):
+def test_api_key_is_a_read_only_file_never_in_the_environment(docker_engine, iris_image):
     bento, tag, _ = iris_image
     _, X, _ = iris_model()
     assert not any("NBDEPLOY_API_KEY" in e for e in docker_engine.images.get(tag).attrs["Config"]["Env"])
     dep = nd.deploy(bento, name="iris-auth", target="docker", api_key="s3cret-key")
     try:
+        c = docker_engine.containers.get(dep.row["handle"])
+        inspect = json.dumps(docker_engine.api.inspect_container(c.id))
+        assert "s3cret-key" not in inspect, "the API key shows in docker inspect"
+        assert "NBDEPLOY_API_KEY_FILE=/run/secrets/nbdeploy-api-key" in c.attrs["Config"]["Env"]
+        mount = next(m for m in c.attrs["Mounts"] if m["Destination"] == "/run/secrets/nbdeploy-api-key")
+        assert mount["RW"] is False and not Path(mount["Source"]).stat().st_mode & 0o004  # read-only, not world-readable
+        assert c.exec_run(["cat", "/run/secrets/nbdeploy-api-key"]).output == b"s3cret-key"  # its user can read it
         body = {"inputs": X.head(2).to_dict("records")}
         assert requests.post(f"{dep.url}/predict", json=body, timeout=30).status_code == 401
         ok = requests.post(f"{dep.url}/predict", json=body, headers={"Authorization": "Bearer s3cret-key"}, timeout=30)
         assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
         assert len(dep.predict(X.head(5))) == 5
+    finally:
+        dep.stop()
+    assert not Path(mount["Source"]).exists(), "the key file outlived its version"
+
+
+def test_stop_finds_a_version_without_handle_by_its_labels(docker_engine, iris_image):
+    bento, _, _ = iris_image
+    dep = nd.deploy(bento, name="iris-nohandle", target="docker")
+    row = dep.row
+    t = DockerTarget()
+    assert t.alive({**row, "handle": None}) and not t.gone({**row, "handle": None})
+    t.stop({**row, "handle": None})  # as for a row whose deployer died before recording the container
+    assert docker_engine.containers.list(all=True, filters={"label": "org.nbdeploy.deployment=iris-nohandle"}) == []
+    assert t.gone(row) and endpoint("iris-nohandle") is None
+    dep.stop()
+
+
+def test_endpoint_takes_chunked_bodies_limits_size_and_outlasts_half_open_clients(docker_engine, iris_image):
+    bento, _, _ = iris_image
+    model, X, _ = iris_model()
+    dep = nd.deploy(bento, name="iris-edge", target="docker")
+    try:
+        url = dep.url
+        body = json.dumps({"inputs": X.head(50).to_dict("records")}).encode()
+        chunked = requests.post(f"{url}/predict", data=iter([body[i:i + 100] for i in range(0, len(body), 100)]),
+                                headers={"Content-Type": "application/json"}, timeout=30)
+        assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+        assert chunked.status_code == 200, chunked.text
+        np.testing.assert_array_equal(chunked.json()["predictions"], model.predict(X.head(50)))
+        big = b'{"inputs": [' + b'{"sepal length (cm)": 1.0},' * (100 * 2**20 // 27) + b"{}]}"
+        t0 = time.monotonic()
+        r = requests.post(f"{url}/predict", data=big, headers={"Content-Type": "application/json"}, timeout=60)
+        took = time.monotonic() - t0
+        assert r.status_code == 413 and r.json()["limit_bytes"] < len(big), r.text[:300]
+        port, held = int(url.rsplit(":", 1)[1]), []
+        try:
+            for i in range(300):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"
+                          if i % 2 else b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+                held.append(s)
+            t1 = time.monotonic()
+            with requests.Session() as c:
+                codes = [c.post(f"{url}/predict", json={"inputs": X.head(1).to_dict("records")}, timeout=10).status_code for _ in range(50)]
+            answers = time.monotonic() - t1
+        finally:
+            for s in held: s.close()
+        assert codes == [200] * 50
+        record(docker_body_100mb_status=r.status_code, docker_body_100mb_s=round(took, 3),
+               docker_half_open_held=300, docker_half_open_50_answers_s=round(answers, 3))
     finally:
         dep.stop()
 
