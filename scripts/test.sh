@@ -22,6 +22,7 @@ command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq
 echo "== Debian packages for the registry, Spark and manifest tests (each skips and says why without its tool)"
 need=(); command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless); command -v kubectl >/dev/null || need+=(kubernetes-client)
+command -v nginx >/dev/null || need+=(nginx)  # the stable endpoint's tests (bookworm's nginx-light is just nginx plus the echo module)
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || echo "could not install ${need[*]}"
 
 echo "== nbdeploy and its dev extra at the versions of requirements.lock (the build hook builds the sidebar)"
