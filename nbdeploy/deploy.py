@@ -139,8 +139,7 @@ class LocalTarget(Target):
     def has_endpoint(self) -> bool:
         "Whether nginx is installed (and the stable endpoint not turned off with NBDEPLOY_LOCAL_ENDPOINT=0)."
         if os.environ.get("NBDEPLOY_LOCAL_ENDPOINT") == "0": return False
-        try: from nbdeploy.endpoint import nginx_available
-        except ImportError: return False  # TEMPORARY until nbdeploy.endpoint lands
+        from nbdeploy.endpoint import nginx_available
         return nginx_available()
 
     def start(self, bento, name, version, env):
