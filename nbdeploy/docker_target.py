@@ -42,7 +42,7 @@ def key_file(name: str, # deployment name
              version: int, # its version
              key: str, # the API key
             ) -> tuple[Path, dict]:
-    "Write `key` to a file only the containers' user can read; its path, and the run options that let that user read it."
+    "Write `key` to a file only the container's user can read; its path, and the run options that let that user in."
     d = subdir("secrets"); d.chmod(0o700)
     p = d/f"{name}-v{version}.key"
     p.unlink(missing_ok=True)
@@ -150,7 +150,8 @@ DockerTarget.stop = _stop
 # %% ../nbs/32_docker_target.ipynb #f2b0bd9a
 def _promote(self, row: dict) -> dict:
     "Route the stable endpoint of `row['name']` to this version; {'url': the stable URL}."
-    return {"url": DockerEndpoint().switch(row["name"], int(row["port"]), json.loads(row.get("endpoint") or "null") or {})}
+    opts = json.loads(row.get("endpoint") or "null") or {}  # as the deploy recorded them
+    return {"url": DockerEndpoint().switch(row["name"], int(row["port"]), opts)}
 
 def endpoint(name: str, # deployment name
             ) -> str | None:

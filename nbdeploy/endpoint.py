@@ -8,7 +8,7 @@ __all__ = ['DEFAULT_MAX_BODY', 'PLAIN_HTTP', 'LIMIT_BY', 'TIMEOUTS', 'UPSTREAM_I
            'edge_config', 'nginx_binary', 'nginx_available', 'Endpoint', 'LocalEndpoint', 'endpoint_containerfile',
            'endpoint_image', 'DockerEndpoint']
 
-# %% ../nbs/08_endpoint.ipynb #68ff483d
+# %% ../nbs/08_endpoint.ipynb #8b78b445
 import hashlib, json, math, os, re, shutil, signal, socket, subprocess, time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -21,7 +21,7 @@ from .config import subdir
 from .errors import DeployError, InputError
 from .package import check_name
 
-# %% ../nbs/08_endpoint.ipynb #fd104dd6
+# %% ../nbs/08_endpoint.ipynb #1fdc80fd
 DEFAULT_MAX_BODY = 64 * 2**20  # bytes, when the deploy flow gives no body limit of its own
 PLAIN_HTTP, LIMIT_BY = ("refuse", "redirect"), ("key", "address")
 _RATE = re.compile(r"([1-9]\d{0,5})r/([sm])")
@@ -34,7 +34,7 @@ def endpoint_dir(name: str # a deployment name (checked: it cannot climb out of 
     d.mkdir(exist_ok=True)
     return d
 
-# %% ../nbs/08_endpoint.ipynb #5535932e
+# %% ../nbs/08_endpoint.ipynb #695df015
 def _tls_pair(tls, name: str) -> dict:
     "The checked paths of a `(cert_path, key_path)` pair given as `tls=`."
     from cryptography import x509
@@ -46,12 +46,14 @@ def _tls_pair(tls, name: str) -> dict:
     try: crt = x509.load_pem_x509_certificates(cert.read_bytes())[0]
     except ValueError as e: raise InputError(f"tls: {cert} is not a PEM certificate: {e}") from None
     try: k = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    except (ValueError, TypeError) as e: raise InputError(f"tls: {key} is not an unencrypted PEM private key: {e}") from None
-    pub = lambda o: o.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"tls: {key} is not an unencrypted PEM private key: {e}") from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    pub = lambda o: o.public_key().public_bytes(*spki)
     if pub(k) != pub(crt): raise InputError(f"tls: the key {key} does not belong to the certificate {cert}")
     return {"cert": str(cert), "key": str(key), "ca": None}
 
-# %% ../nbs/08_endpoint.ipynb #d225b12b
+# %% ../nbs/08_endpoint.ipynb #090a017f
 def _write_private(path: Path, data: bytes) -> None:
     "Write `data` to `path` readable by its owner only (0600), never briefly wider."
     path.unlink(missing_ok=True)
@@ -88,8 +90,8 @@ def self_signed(name: str, # deployment name: the certificates go under its endp
           .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                                        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
                                        encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.NameConstraints([x509.DNSName("localhost"), x509.IPAddress(IPv4Network("127.0.0.1/32"))], None),
-                         critical=True)
+          .add_extension(x509.NameConstraints([x509.DNSName("localhost"), x509.IPAddress(IPv4Network("127.0.0.1/32"))],
+                                              None), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
@@ -98,8 +100,8 @@ def self_signed(name: str, # deployment name: the certificates go under its endp
             .add_extension(x509.SubjectAlternativeName(local), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -109,12 +111,12 @@ def self_signed(name: str, # deployment name: the certificates go under its endp
     (d/"ca.pem").write_bytes(ca.public_bytes(pem))
     return out  # the CA's key is never written: nothing can sign another certificate this CA vouches for
 
-# %% ../nbs/08_endpoint.ipynb #56afde94
+# %% ../nbs/08_endpoint.ipynb #27fae38d
 def endpoint_options(name: str, # deployment name
                      tls=None, # None for plain HTTP, (cert_path, key_path), or "self-signed"
                      plain_http: str = "refuse", # with tls: "refuse" plain HTTP (400), or "redirect" it (308, own port)
                      rate_limit: str | None = None, # nginx's `limit_req` rate: "50r/s" or "600r/m"
-                     burst: int | None = None, # requests allowed above the rate before 429 (default: one second's worth)
+                     burst: int | None = None, # requests let through above the rate before 429s (default: 1 s worth)
                      limit_by: str = "key", # count per API "key" (per address without one), or per client "address"
                      max_body: int | None = None, # largest request body in bytes (default 64 MB); larger gets 413
                     ) -> dict:
@@ -124,7 +126,8 @@ def endpoint_options(name: str, # deployment name
     if limit_by not in LIMIT_BY: raise InputError(f"limit_by must be one of {LIMIT_BY}, not {limit_by!r}")
     m = _RATE_GIVEN.fullmatch(rate_limit) if isinstance(rate_limit, str) else None
     if rate_limit is not None and not m:
-        raise InputError(f"rate_limit must be nginx's 'Nr/s' or 'Nr/m' form (N from 1 to 999999), e.g. '50r/s', not {rate_limit!r}")
+        raise InputError(f"rate_limit must be nginx's 'Nr/s' or 'Nr/m' form (N from 1 to 999999), e.g. '50r/s', "
+                         f"not {rate_limit!r}")
     if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 0):
         raise InputError(f"burst must be a whole number of requests >= 0, not {burst!r}")
     if burst is not None and rate_limit is None: raise InputError("burst= needs rate_limit=, e.g. rate_limit='50r/s'")
@@ -139,7 +142,7 @@ def endpoint_options(name: str, # deployment name
     return {"tls": t, "plain_http": plain_http, "rate_limit": m and f"{m[1]}r/{m[2]}", "burst": burst,
             "limit_by": limit_by, "max_body": max_body or DEFAULT_MAX_BODY}
 
-# %% ../nbs/08_endpoint.ipynb #7072a981
+# %% ../nbs/08_endpoint.ipynb #4718a000
 TIMEOUTS = {"client_header_timeout": "10s", "client_body_timeout": "30s", "send_timeout": "60s",
             "keepalive_timeout": "65s", "proxy_connect_timeout": "5s", "proxy_send_timeout": "60s",
             "proxy_read_timeout": "300s"}
@@ -173,26 +176,28 @@ def _config_body(text: str) -> str:
 
 def _main(prefix: Path, role: str, error_log: str | None, user: str | None, http: list) -> str:
     "The top level every config shares: pid, error log, workers, events, and `http`."
-    temp = " ".join(f"{k}_temp_path {prefix}/tmp/{role}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{k}_temp_path {prefix}/tmp/{role}/{k};" for k in kinds)
     return "\n".join([f"pid {prefix}/{role}.pid;", f"error_log {error_log or prefix/'logs/error.log'} warn;",
                       *([f"user {user};"] if user else []), "worker_processes auto; worker_shutdown_timeout 60s;",
                       _block("events", ["worker_connections 4096;"]),
                       _block("http", [temp, "server_tokens off; reset_timedout_connection on;", *http])]) + "\n"
 
-# %% ../nbs/08_endpoint.ipynb #ab203ea9
+# %% ../nbs/08_endpoint.ipynb #925da3ef
 def _client_keys(address: str = "$binary_remote_addr") -> str:
     "Maps from a request to its API key (a Bearer token or X-API-Key), its client key, and its request id."
     return "\n".join([
         r'map $http_authorization $nbd_bearer { "~*^bearer\s+(\S+)\s*$" $1; default ""; }',
         'map $http_x_api_key $nbd_key { "" $nbd_bearer; default $http_x_api_key; }',
         f'map $nbd_key $nbd_client {{ "" "a:{address}"; default "k:$nbd_key"; }}',
-        r'map $http_x_request_id $nbd_request_id { "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id; default $request_id; }'])
+        r'map $http_x_request_id $nbd_request_id { "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id; '
+        'default $request_id; }'])
 
 def router_config(name: str, # deployment name
                   upstreams: dict[str, int], # variant -> port of a version on 127.0.0.1; "live" is the default route
                   prefix: Path, # nginx's prefix: pid file, logs, temporary files
                   socket: Path, # the unix socket the edge reaches this router on
-                  split: dict[str, float] | None = None, # variant -> percent of clients (hashed on their key); rest "live"
+                  split: dict[str, float] | None = None, # variant -> percent of clients (by their key); rest "live"
                   mirror: str | None = None, # a variant that gets a copy of every request (its answers are dropped)
                   generation: int = 0, # which routing this is (a comment, and the state file)
                   error_log: str | None = None, # default <prefix>/logs/error.log
@@ -207,8 +212,10 @@ def router_config(name: str, # deployment name
                                         f"keepalive 32; keepalive_timeout {UPSTREAM_IDLE}; keepalive_requests 10000;"])
            for v, p in upstreams.items()]
     if split:
-        if sum(split.values()) >= 100 or min(split.values()) <= 0: raise InputError("split percents must be > 0 and sum under 100")
-        choose = _block('split_clients "${nbd_client}" $nbd_variant', [*(f"{p:g}% {v};" for v, p in split.items()), "* live;"])
+        if sum(split.values()) >= 100 or min(split.values()) <= 0:
+            raise InputError("split percents must be > 0 and sum under 100")
+        shares = [*(f"{p:g}% {v};" for v, p in split.items()), "* live;"]
+        choose = _block('split_clients "${nbd_client}" $nbd_variant', shares)
     else: choose = "map $nbd_client $nbd_variant { default live; }"
     loc = ["proxy_pass http://nbd_$nbd_variant;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
            *(f"{k} {v};" for k, v in TIMEOUTS.items() if k.startswith("proxy_")),
@@ -219,7 +226,8 @@ def router_config(name: str, # deployment name
     srv = [f"listen unix:{socket};", "client_max_body_size 0; client_body_buffer_size 1m;",  # the edge limits bodies
            "add_header X-Nbdeploy-Variant $nbd_variant always; add_header X-Nbdeploy-Upstream $upstream_addr always;",
            "error_page 502 503 504 @nbd_upstream;", _block("location /", loc),
-           _block("location @nbd_upstream", [_answer(502, {"error": f"no version of {name} answered; its logs say why"})])]
+           _block("location @nbd_upstream", [_answer(502, {"error": f"no version of {name} answered; "
+                                                                     "its logs say why"})])]
     if mirror:
         srv.append(_block("location = /.nbdeploy-mirror", [
             f"internal; proxy_pass http://nbd_{mirror}$request_uri; proxy_http_version 1.1;",
@@ -228,7 +236,7 @@ def router_config(name: str, # deployment name
     return f"# nbdeploy router of {name}, generation {int(generation)} (generated: edits are overwritten)\n" + \
         _main(Path(prefix), "router", error_log, user, http)
 
-# %% ../nbs/08_endpoint.ipynb #0251a606
+# %% ../nbs/08_endpoint.ipynb #29354388
 LOG_FORMAT = ("'{\"time\":\"$time_iso8601\",\"request_id\":\"$nbd_request_id\",\"client\":\"$remote_addr\","
               "\"method\":\"$request_method\",\"path\":\"$uri\",\"status\":$status,\"bytes_in\":$request_length,"
               "\"bytes_out\":$bytes_sent,\"seconds\":$request_time,\"variant\":\"$upstream_http_x_nbdeploy_variant\","
@@ -248,7 +256,8 @@ def edge_config(name: str, # deployment name
     "The edge's config: the stable port, TLS, timeouts, body limit, rate limit, request ids and the access log."
     prefix, tls, rate = Path(prefix), opts.get("tls"), opts.get("rate_limit")
     max_body = int(opts.get("max_body") or DEFAULT_MAX_BODY)
-    http = [f"log_format nbdeploy escape=json {LOG_FORMAT};", f"access_log {access_log or prefix/'logs/access.log'} nbdeploy;",
+    http = [f"log_format nbdeploy escape=json {LOG_FORMAT};",
+            f"access_log {access_log or prefix/'logs/access.log'} nbdeploy;",
             _client_keys(), _block("upstream nbd_router", [f"server unix:{socket};"])]  # a fresh connection per request
     if rate:
         http.append(f"limit_req_zone {'$binary_remote_addr' if opts.get('limit_by') == 'address' else '$nbd_client'} "
@@ -257,7 +266,8 @@ def edge_config(name: str, # deployment name
            "proxy_set_header Host $http_host; proxy_set_header X-Request-ID $nbd_request_id;",
            "proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
            "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Nbdeploy-Mirror \"\";",
-           "proxy_hide_header X-Request-ID; proxy_hide_header X-Nbdeploy-Variant; proxy_hide_header X-Nbdeploy-Upstream;",
+           "proxy_hide_header X-Request-ID; proxy_hide_header X-Nbdeploy-Variant;",
+           "proxy_hide_header X-Nbdeploy-Upstream;",
            *(f"{k} {v};" for k, v in TIMEOUTS.items() if k.startswith("proxy_"))]
     named = {"@nbd_413": _answer(413, {"error": f"request body over {max_body} bytes", "limit_bytes": max_body}),
              "@nbd_upstream": _answer(502, {"error": f"the router of {name} did not answer; see the endpoint logs"})}
@@ -278,16 +288,19 @@ def edge_config(name: str, # deployment name
     if tls:
         srv += [f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']};",
                 "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:nbd_tls:1m; ssl_session_timeout 1h;"]
-    servers = [_block("server", [*srv, _block("location /", loc), *(_block(f"location {k}", [v]) for k, v in named.items())])]
+    servers = [_block("server", [*srv, _block("location /", loc),
+                                 *(_block(f"location {k}", [v]) for k, v in named.items())])]
     if tls and plain_port and opts.get("plain_http") == "redirect":
         servers.append(_block("server", [f"listen 127.0.0.1:{int(plain_port)};", "access_log off;",
-                                         _block("location /", [f"return 308 https://127.0.0.1:{int(port)}$request_uri;"])]))
+                                         _block("location /", [f"return 308 https://127.0.0.1:{int(port)}"
+                                                                "$request_uri;"])]))
     head = f"# nbdeploy edge of {name} (generated: edits are overwritten)\n"
     if tls:  # a renewed certificate changes the config, so the edge reloads it
-        head += f"# tls {hashlib.sha256(Path(tls['cert']).read_bytes() + Path(tls['key']).read_bytes()).hexdigest()[:16]}\n"
+        pem = Path(tls["cert"]).read_bytes() + Path(tls["key"]).read_bytes()
+        head += f"# tls {hashlib.sha256(pem).hexdigest()[:16]}\n"
     return head + _main(prefix, "edge", error_log, user, http + servers)
 
-# %% ../nbs/08_endpoint.ipynb #2e7f75b0
+# %% ../nbs/08_endpoint.ipynb #ecd68df4
 def nginx_binary() -> str | None:
     "The host's nginx: `$NBDEPLOY_NGINX`, else `nginx` on PATH, else Debian's /usr/sbin/nginx."
     for p in (os.environ.get("NBDEPLOY_NGINX"), shutil.which("nginx"), "/usr/sbin/nginx"):
@@ -312,7 +325,7 @@ def _accepts(addr) -> bool:
         s.settimeout(2)
         return s.connect_ex(str(addr) if unix else ("127.0.0.1", addr)) == 0
 
-# %% ../nbs/08_endpoint.ipynb #6c91a749
+# %% ../nbs/08_endpoint.ipynb #37e8bdbb
 ROLES = ("router", "edge")  # started in this order: the edge reaches the router's socket
 ROTATE_BYTES = 64 * 2**20  # a local access log is moved aside past this size, at the next switch
 
@@ -372,7 +385,7 @@ class Endpoint:
     def _own(self, prefix: Path) -> None: pass
     def _rotate(self, prefix: Path) -> None: pass
 
-# %% ../nbs/08_endpoint.ipynb #9bd8f619
+# %% ../nbs/08_endpoint.ipynb #d1da0b46
 def _switch(self, name: str, # deployment name
             upstream_port: int, # the port of the version to route to, on 127.0.0.1
             opts: dict | None = None, # `endpoint_options(...)`, as the ledger stores them ({} for the defaults)
@@ -390,9 +403,9 @@ def _switch(self, name: str, # deployment name
         plain = st.get("plain_port") if redirect and (up["edge"] or _port_free(st.get("plain_port"))) else None
         if redirect and not plain: plain = free_port()
         kw, sock, gen = self._config_kw(), self.socket(name), st.get("generation", 0) + 1
+        edge = {**opts, "tls": self._stage_tls(prefix, opts.get("tls"))}
         confs = {"router": router_config(name, {"live": upstream_port}, prefix, sock, generation=gen, **kw),
-                 "edge": edge_config(name, st["port"], {**opts, "tls": self._stage_tls(prefix, opts.get("tls"))}, prefix,
-                                     sock, plain_port=plain, **kw, **self._log_kw())}
+                 "edge": edge_config(name, st["port"], edge, prefix, sock, plain_port=plain, **kw, **self._log_kw())}
         for role in ROLES:
             conf = prefix/f"{role}.conf"
             if up[role] and conf.exists() and _config_body(conf.read_text()) == _config_body(confs[role]): continue
@@ -422,21 +435,21 @@ def _switch(self, name: str, # deployment name
 
 def _await_start(self, name: str, st: dict, role: str, addr, timeout: float = 30) -> None:
     "Return once the `role` nginx just started accepts connections at `addr`."
-    end = time.monotonic() + timeout
+    end, what = time.monotonic() + timeout, f"the {role} nginx of {name}"
     while not _accepts(addr):
-        if not self.running(name, st, role): raise DeployError(f"the {role} nginx of {name} exited:\n{self.logs(name, 20)}")
-        if time.monotonic() > end: raise DeployError(f"the {role} nginx of {name} did not listen within {timeout:.0f} s")
+        if not self.running(name, st, role): raise DeployError(f"{what} exited:\n{self.logs(name, 20)}")
+        if time.monotonic() > end: raise DeployError(f"{what} did not listen within {timeout:.0f} s")
         time.sleep(0.02)
 
 def _await_reload(self, name: str, st: dict, role: str, old: list, timeout: float = 30) -> None:
     "Return once only workers of the new config accept connections (an old one retitles itself 'shutting down')."
-    end = time.monotonic() + timeout
+    end, what = time.monotonic() + timeout, f"the {role} nginx of {name}"
     while True:
         now = self._accepting(name, st, role)
         if now and not set(now) & set(old): break
-        if not self.running(name, st, role): raise DeployError(f"the {role} nginx of {name} exited:\n{self.logs(name, 20)}")
-        if time.monotonic() > end: raise DeployError(f"the {role} nginx of {name} did not load its new config within "
-                                                     f"{timeout:.0f} s:\n{self.logs(name, 20)}")
+        if not self.running(name, st, role): raise DeployError(f"{what} exited:\n{self.logs(name, 20)}")
+        if time.monotonic() > end:
+            raise DeployError(f"{what} did not load its new config within {timeout:.0f} s:\n{self.logs(name, 20)}")
         time.sleep(0.02)
     drained = time.monotonic() + self.drain  # the old workers finish what they hold, within reason
     while set(old) & set(self._workers(name, st, role)) and time.monotonic() < drained: time.sleep(0.05)
@@ -462,18 +475,19 @@ def _stage_tls(self, prefix: Path, tls: dict | None) -> dict | None:
 Endpoint.switch, Endpoint.remove, Endpoint._stage_tls = _switch, _remove, _stage_tls
 Endpoint._await_start, Endpoint._await_reload = _await_start, _await_reload
 
-# %% ../nbs/08_endpoint.ipynb #5f0d3153
+# %% ../nbs/08_endpoint.ipynb #5eaaeb4f
 class LocalEndpoint(Endpoint):
-    "The endpoint as the host's nginx: processes of their own session (they outlive the notebook), stopped by recorded pid."
+    "The endpoint as the host's nginx: processes in a session of their own (they outlive the notebook), stopped by pid."
     runner = "local"
 
     def _nginx(self) -> str:
         b = nginx_binary()
-        if not b: raise DeployError("nginx is not installed here: `apt-get install nginx` (Debian, Ubuntu) gives the local "
-                                    "target a stable endpoint; without it each version keeps its own URL")
+        if not b: raise DeployError("nginx is not installed here: `apt-get install nginx` (Debian, Ubuntu) gives the "
+                                    "local target a stable endpoint; without it each version keeps its own URL")
         return b
 
-    def _args(self, name: str, conf: Path) -> list[str]: return [self._nginx(), "-p", f"{self.prefix(name)}/", "-c", str(conf)]
+    def _args(self, name: str, conf: Path) -> list[str]:
+        return [self._nginx(), "-p", f"{self.prefix(name)}/", "-c", str(conf)]
     def _log_kw(self) -> dict: return {}
 
     def _config_kw(self) -> dict:
@@ -493,7 +507,8 @@ class LocalEndpoint(Endpoint):
     def running(self, name: str, st: dict, role: str) -> bool: return self._master(name, st, role) is not None
 
     def _test(self, name: str, conf: Path) -> None:
-        r = subprocess.run([*self._args(name, conf), "-t", "-q", "-e", "stderr"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([*self._args(name, conf), "-t", "-q", "-e", "stderr"], capture_output=True, text=True,
+                           timeout=60)
         if r.returncode: raise DeployError(f"nginx refused the endpoint config {conf} of {name}:\n{r.stderr.strip()}")
 
     def _launch(self, name: str, st: dict, role: str) -> None:
@@ -502,11 +517,12 @@ class LocalEndpoint(Endpoint):
         pid = p/f"{role}.pid"
         pid.unlink(missing_ok=True)
         with open(p/"logs/launch.log", "ab") as f:  # nginx forks its master and this process exits
-            r = subprocess.Popen([*self._args(name, p/f"{role}.conf"), "-e", str(p/"logs/error.log")], stdin=subprocess.DEVNULL,
-                                 stdout=f, stderr=f, start_new_session=True).wait(60)
+            r = subprocess.Popen([*self._args(name, p/f"{role}.conf"), "-e", str(p/"logs/error.log")],
+                                 stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True).wait(60)
         end = time.monotonic() + 10
         while r == 0 and not pid.exists() and time.monotonic() < end: time.sleep(0.02)
-        if r or not pid.exists(): raise DeployError(f"the {role} nginx of {name} did not start (exit {r}):\n{self.logs(name, 20)}")
+        if r or not pid.exists():
+            raise DeployError(f"the {role} nginx of {name} did not start (exit {r}):\n{self.logs(name, 20)}")
         st.setdefault("pids", {})[role] = int(pid.read_text())
 
     def _reload(self, name: str, st: dict, role: str) -> None:
@@ -547,13 +563,13 @@ class LocalEndpoint(Endpoint):
         p = endpoint_dir(name)/self.runner/"logs"
         return "\n".join(filter(None, [tail_of(p/"error.log", tail), tail_of(p/"access.log", tail)]))
 
-# %% ../nbs/08_endpoint.ipynb #13288cb8
+# %% ../nbs/08_endpoint.ipynb #19060abe
 ENDPOINT_IMAGE = "nbdeploy/endpoint"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 def endpoint_containerfile(base: str, # nbdeploy's base image (Debian, the host's CA bundle inside)
                            fp: str, # the fingerprint label
-                           security: str | None = SECURITY_MIRROR, # Debian's security mirror, None for the base's sources only
+                           security: str | None = SECURITY_MIRROR, # Debian's security mirror; None: the base's only
                           ) -> str:
     "A Containerfile that adds Debian's nginx to `base` with apt-get (no container registry needed)."
     apt = 'apt-get -qq -o Acquire::https::CAInfo="$SSL_CERT_FILE"'
@@ -569,7 +585,7 @@ def endpoint_containerfile(base: str, # nbdeploy's base image (Debian, the host'
         'CMD ["nginx", "-g", "daemon off;"]', ""])
 
 def endpoint_image(base: str | None = None, # the base image; default `nd.base_image()` (made if missing)
-                   security: str | None = SECURITY_MIRROR, # Debian's security mirror, None for the base's sources only
+                   security: str | None = SECURITY_MIRROR, # Debian's security mirror; None: the base's only
                    rebuild: bool = False, # build again even if an identical one exists
                   ) -> str:
     "The endpoint's nginx image, built from nbdeploy's base image (network host, the host's CA bundle) and cached."
@@ -577,7 +593,8 @@ def endpoint_image(base: str | None = None, # the base image; default `nd.base_i
     from nbdeploy.images import _build_context, base_image, engine, stream_build
     client = engine()
     base = base or base_image()
-    fp = hashlib.sha256((client.images.get(base).id + endpoint_containerfile(base, "", security)).encode()).hexdigest()[:16]
+    made_of = client.images.get(base).id + endpoint_containerfile(base, "", security)
+    fp = hashlib.sha256(made_of.encode()).hexdigest()[:16]
     tag = f"{ENDPOINT_IMAGE}:{fp}"
     try:
         if not rebuild and client.images.get(tag).labels.get("org.nbdeploy.endpoint.fingerprint") == fp: return tag
@@ -586,7 +603,7 @@ def endpoint_image(base: str | None = None, # the base image; default `nd.base_i
     stream_build(client, desc="endpoint image (nginx)", fileobj=ctx, custom_context=True, tag=tag, network_mode="host")
     return tag
 
-# %% ../nbs/08_endpoint.ipynb #b752bcf9
+# %% ../nbs/08_endpoint.ipynb #a8c7334d
 class DockerEndpoint(Endpoint):
     "The endpoint as two nginx containers (edge, router) from nbdeploy's own image, on the host's loopback."
     runner = "docker"
@@ -609,7 +626,8 @@ class DockerEndpoint(Endpoint):
 
     def _containers(self, name: str, role: str) -> list:
         from nbdeploy.images import engine
-        return engine().containers.list(all=True, filters={"label": [f"org.nbdeploy.endpoint={name}", f"org.nbdeploy.role={role}"]})
+        labels = [f"org.nbdeploy.endpoint={name}", f"org.nbdeploy.role={role}"]
+        return engine().containers.list(all=True, filters={"label": labels})
 
     def _container(self, name: str, role: str):
         "The running `role` container of `name`, or None."
@@ -632,7 +650,8 @@ class DockerEndpoint(Endpoint):
         if not getattr(self, "_tag", None): self._tag = endpoint_image()
         return self._tag
 
-    def _cmd(self, name: str, conf: Path) -> list[str]: return ["nginx", "-p", f"{self.prefix(name)}/", "-c", str(conf), "-e", "stderr"]
+    def _cmd(self, name: str, conf: Path) -> list[str]:
+        return ["nginx", "-p", f"{self.prefix(name)}/", "-c", str(conf), "-e", "stderr"]
 
     def _test(self, name: str, conf: Path) -> None:
         from docker.errors import ContainerError
@@ -655,13 +674,15 @@ class DockerEndpoint(Endpoint):
             c = self._run(name, [*self._cmd(name, self.prefix(name)/f"{role}.conf"), "-g", "daemon off;"], detach=True,
                           name=f"nbdeploy-endpoint-{name}-{role}-{port}", labels=labels, stop_signal="SIGQUIT",
                           restart_policy={"Name": "unless-stopped"})
-        except APIError as e: raise DeployError(f"the engine refused to run the {role} of {name}'s endpoint: {e.explanation or e}") from e
+        except APIError as e:
+            raise DeployError(f"the engine refused to run the {role} of {name}'s endpoint: {e.explanation or e}") from e
         st.setdefault("containers", {})[role] = c.id
 
     def _reload(self, name: str, st: dict, role: str) -> None:
         c = self._container(name, role)
         r = c.exec_run([*self._cmd(name, self.prefix(name)/f"{role}.conf"), "-s", "reload"], user=self._user())
-        if r.exit_code: raise DeployError(f"the {role} nginx of {name} did not take the reload: {r.output.decode().strip()}")
+        if r.exit_code:
+            raise DeployError(f"the {role} nginx of {name} did not take the reload: {r.output.decode().strip()}")
 
     def _procs(self, name: str, role: str) -> list[tuple[int, str]]:
         "(host pid, title) of each process in the `role` container."

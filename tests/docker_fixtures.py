@@ -47,7 +47,8 @@ def locked_down(c, tmpfs: set) -> None:
 def endpoint_container(name: str, role: str):
     "The running `role` container (edge or router) of deployment `name`'s endpoint."
     import docker
-    cs = docker.from_env().containers.list(filters={"label": [f"org.nbdeploy.endpoint={name}", f"org.nbdeploy.role={role}"]})
+    labels = [f"org.nbdeploy.endpoint={name}", f"org.nbdeploy.role={role}"]
+    cs = docker.from_env().containers.list(filters={"label": labels})
     assert len(cs) == 1, f"{len(cs)} {role} containers for {name}"
     return cs[0]
 

@@ -1,6 +1,7 @@
 """The stable endpoint with real nginx on 127.0.0.1: swaps under load, request ids, chunked bodies, half-open clients,
-the body limit, TLS and rate limits. Upstreams are real HTTP servers (Python's threading server) in processes of their own."""
+the body limit, TLS and rate limits. Upstreams are real HTTP servers (Python's threading server), each a process."""
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -31,7 +32,8 @@ class H(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         out = json.dumps({"variant": NAME, "path": self.path, "method": self.command, "bytes": len(body),
-                          "request_id": self.headers.get("X-Request-ID"), "chunked": self.headers.get("Transfer-Encoding"),
+                          "request_id": self.headers.get("X-Request-ID"),
+                          "chunked": self.headers.get("Transfer-Encoding"),
                           "threads": threading.active_count()}).encode()
         self.send_response(200); self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out))); self.end_headers(); self.wfile.write(out)
@@ -107,7 +109,7 @@ def test_switches_keep_the_url_and_drop_no_request(ep, upstream):
             port = (b, a)[i % 2]
             assert e.switch(name, port, endpoint_options(name)) == url
             assert e.upstream(name) == port
-            assert requests.get(f"{url}/x", timeout=10).json()["variant"] == ("b", "a")[i % 2]  # live once switch returns
+            assert requests.get(f"{url}/x", timeout=10).json()["variant"] == ("b", "a")[i % 2]  # live on return
     finally:
         stop.set()
         for t in threads: t.join(30)
@@ -137,7 +139,7 @@ def test_endpoint_outlives_its_caller_and_stops_by_its_pids(ep, upstream):
     pids = nginx_pids(e, name)
     assert len(pids) == 2 and all(" ".join(psutil.Process(p).cmdline()).startswith("nginx: master") for p in pids)
     assert all(psutil.Process(p).ppid() != psutil.Process().pid for p in pids)  # daemons, not children of this process
-    assert all(psutil.Process(p).status() != psutil.STATUS_ZOMBIE and __import__("os").getsid(p) != __import__("os").getsid(0) for p in pids)
+    assert all(psutil.Process(p).status() != psutil.STATUS_ZOMBIE and os.getsid(p) != os.getsid(0) for p in pids)
     port = int(url.rsplit(":", 1)[1])
     e.remove(name)
     assert e.url(name) is None and e.upstream(name) is None
@@ -183,8 +185,9 @@ def test_300_half_open_connections_do_not_stop_the_endpoint(ep, upstream):
     try:
         for i in range(300):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            if i % 2: s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"in")
-            else: s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+            head = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(head + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"in" if i % 2
+                      else head + b"Content-Le")  # half a body, or half the headers
             held.append(s)
         t0, codes, threads = time.monotonic(), [], []
         with requests.Session() as c:
@@ -201,7 +204,8 @@ def test_300_half_open_connections_do_not_stop_the_endpoint(ep, upstream):
     finally:
         for s in held: s.close()
     record(half_open_held=300, half_open_answers=len(codes), half_open_answers_ok=codes.count(200),
-           half_open_50_requests_s=round(took, 3), half_open_upstream_threads=max(threads), half_open_closed_by_timeout=closed)
+           half_open_50_requests_s=round(took, 3), half_open_upstream_threads=max(threads),
+           half_open_closed_by_timeout=closed)
     assert codes == [200] * 50
     assert max(threads) < 20, "the half-sent requests reached the upstream"  # nginx holds them, not the service
     assert closed == 150, f"only {closed} of 150 half-sent headers were timed out"
@@ -217,8 +221,10 @@ def test_a_100_mb_body_gets_a_json_413(ep, upstream):
     r = requests.post(f"{url}/predict", data=body, headers={"Content-Type": "application/json"}, timeout=60)
     took = time.monotonic() - t0
     after = sum(p.memory_info().rss for p in [edge, *edge.children()])
-    chunked = requests.post(f"{url}/predict", data=iter([body[i:i + 2**20] for i in range(0, len(body), 2**20)]), timeout=60)
-    record(body_100mb_status=r.status_code, body_100mb_s=round(took, 3), body_100mb_edge_growth_mb=round((after - before) / 2**20, 1))
+    chunks = iter([body[i:i + 2**20] for i in range(0, len(body), 2**20)])
+    chunked = requests.post(f"{url}/predict", data=chunks, timeout=60)
+    record(body_100mb_status=r.status_code, body_100mb_s=round(took, 3),
+           body_100mb_edge_growth_mb=round((after - before) / 2**20, 1))
     assert r.status_code == 413 and r.json()["limit_bytes"] == 10 * 2**20 and r.headers["X-Request-ID"]
     assert chunked.status_code == 413
     assert after - before < 50 * 2**20
@@ -234,14 +240,15 @@ def test_self_signed_tls_verifies_against_its_ca_and_refuses_plain_http(ep, upst
     assert url.startswith("https://127.0.0.1:") and e.url(name) == url
     r = requests.post(f"{url}/predict", json={"inputs": []}, verify=opts["tls"]["ca"], timeout=10)
     assert r.status_code == 200 and r.json()["method"] == "POST"
-    assert requests.get(url.replace("127.0.0.1", "localhost") + "/x", verify=opts["tls"]["ca"], timeout=10).status_code == 200
+    by_name = requests.get(url.replace("127.0.0.1", "localhost") + "/x", verify=opts["tls"]["ca"], timeout=10)
+    assert by_name.status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"{url}/x", timeout=10)  # the system's CAs do not vouch for it
     plain = requests.get(url.replace("https://", "http://") + "/x", timeout=10)
     assert plain.status_code == 400 and "HTTPS only" in plain.json()["error"]
     ctx = ssl.create_default_context(cafile=opts["tls"]["ca"])
-    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s, ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
-        assert t.version() in ("TLSv1.2", "TLSv1.3")
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s:
+        with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t: assert t.version() in ("TLSv1.2", "TLSv1.3")
     record(tls_verified_status=r.status_code, tls_plain_status=plain.status_code)
 
 
@@ -252,7 +259,8 @@ def test_plain_http_redirects_with_308_when_asked(ep, upstream):
     plain = e.state(name)["plain_port"]
     r = requests.post(f"http://127.0.0.1:{plain}/predict?x=1", json={"inputs": []}, allow_redirects=False, timeout=10)
     assert r.status_code == 308 and r.headers["Location"] == f"{url}/predict?x=1"
-    followed = requests.post(f"http://127.0.0.1:{plain}/predict", json={"inputs": []}, verify=opts["tls"]["ca"], timeout=10)
+    followed = requests.post(f"http://127.0.0.1:{plain}/predict", json={"inputs": []}, verify=opts["tls"]["ca"],
+                             timeout=10)
     assert followed.status_code == 200 and followed.json()["method"] == "POST"  # a 308 keeps the method and body
 
 
