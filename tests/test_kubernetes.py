@@ -375,17 +375,22 @@ def test_stop_finds_a_version_without_a_handle(stub, tmp_path, retire):
     assert "does not exist" in t.logs(ledger.get("iris-nh1", row["version"]))
 
 
-def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire):
+def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire, monkeypatch):
     "The protocol's gone(): confirmed by the cluster's objects; a Deployment with 0 available pods is unhealthy, not gone."
+    import nbdeploy as nd
+    from nbdeploy.deploy import TARGETS
     retire.append("iris-gone")
     t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "b2": "r:5000/iris:v2", "bad": "r:5000/iris:broken"})
+    monkeypatch.setitem(TARGETS, "kubernetes", t)
+    status = lambda v: nd.Deployment("iris-gone", v).status()
     path = "/apis/apps/v1/namespaces/models/deployments/iris-gone"
     v1 = _deploy(t, "iris-gone", "b1")
-    assert t.alive(v1) and not t.gone(v1)
+    assert t.alive(v1) and not t.gone(v1) and status(1) == "serving"
     # a node drain: no pod of v1 is available for a while, but the Deployment still runs v1
     drained = [stub.objects[path], *stub.owned(stub.objects[path])]
     for o in drained: o["status"]["availableReplicas"] = 0
     assert not t.alive(v1) and not t.gone(v1)
+    assert status(1) == "unhealthy" and ledger.get("iris-gone", 1)["status"] == "serving"  # nd.status: not dead
     for o in drained: o["status"]["availableReplicas"] = o["spec"]["replicas"]
     # a rollout that stalls: v1's old ReplicaSet keeps serving; the new version is not ready, and neither is gone
     row = ledger.begin("iris-gone", t.name, "iris:x")
@@ -400,6 +405,7 @@ def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire):
     # the Deployment deleted: gone
     t.stop(v3)
     assert t.gone(v3) and t.gone(v1) and stub.objects == {}
+    assert status(3) == "dead" and ledger.get("iris-gone", 3)["status"] == "dead"
     assert k8s.KubernetesTarget.remote  # nd.status takes the cluster's word, no HTTP probe from here
 
 
