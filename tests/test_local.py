@@ -146,8 +146,8 @@ def test_versions_and_rollback():
     v2 = nd.deploy(churn_pipeline(df, y, 20), name="rollme", sample=df)
     assert (v1.version, v2.version) == (1, 2)
     assert v1.status() == "retired" and v2.status() == "serving"
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"{v1.url}/readyz", timeout=5)
+    with pytest.raises(requests.ConnectionError):  # v1's own server is gone (its row's URL is the stable endpoint's)
+        requests.get(f"http://127.0.0.1:{v1.row['port']}/readyz", timeout=5)
     back = nd.rollback("rollme")
     assert back.version == 1 and back.status() == "serving" and v2.status() == "rolled_back"
     assert requests.get(f"{back.url}/metadata", timeout=10).json()["deployment"]["version"] == "1"
