@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['BASE_DISTRIBUTIONS', 'SERVICE_PY', 'NAME_RE', 'RecordingPickler', 'dump_recording', 'local_modules',
            'pinned_requirements', 'pickled', 'save_model', 'meta_of', 'store_model', 'skops_bytes', 'disk_hint',
-           'write_sources', 'check_name', 'new_version', 'basic_card', 'report_parts', 'package', 'build', 'load_model',
-           'verify']
+           'write_sources', 'check_name', 'new_version', 'basic_card', 'report_parts', 'unpublished', 'package',
+           'build', 'load_model', 'verify']
 
 # %% ../nbs/04_package.ipynb #fd16ecbb
 import errno
@@ -31,7 +31,7 @@ from . import serving
 from .config import home, subdir
 from .errors import InputError, PackagingError
 from .optimise import optimise
-from .schema import infer_schema
+from .schema import body_limit, infer_schema
 
 # %% ../nbs/04_package.ipynb #04045812
 class RecordingPickler(cloudpickle.Pickler):
@@ -195,6 +195,16 @@ def report_parts(report) -> tuple[dict | None, dict | None, str | None]:
     if report is None: return None, None, None
     return report.to_dict(), report.summary(), report.model_card()
 
+# %% ../nbs/04_package.ipynb #15efc451
+def unpublished(report: dict, # a readiness report's `to_dict()`
+                schema: dict, # the input schema the Bento serves
+               ) -> dict:
+    "`report` without the sample values of any column that `schema` does not publish as a category."
+    published = {c["name"] for c in schema["columns"] if c.get("categories")}
+    for col in (report.get("data") or {}).get("schema") or []:
+        if col.get("name") not in published: col.pop("categories", None)
+    return report
+
 # %% ../nbs/04_package.ipynb #8b23563e
 def package(model, # a fitted estimator or Pipeline: anything with `predict`
             name: str, # the deployment name; also the Bento's and the stored model's name
@@ -206,24 +216,31 @@ def package(model, # a fitted estimator or Pipeline: anything with `predict`
             parity_data=None, # rows to prove ONNX parity on (default: `sample`); `deploy` passes the test data
             safe: bool = False, # store with skops instead of pickle, loading only trusted types
             trusted: list[str] | None = None, # with `safe`: types to trust beyond skops' defaults
+            categorical: list[str] | None = None, # text columns to serve as categories whatever their values look like
+            private: list[str] | None = None, # columns whose values are never published (schema, OpenAPI, report)
            ) -> bentoml.Bento:
     "Build a Bento for `model`: the stored model, a typed service generated from `sample`, and its report."
     check_name(name)
     if not callable(getattr(model, "predict", None)): raise InputError(f"{type(model).__name__} has no predict method: pass a fitted estimator or Pipeline")
-    schema = infer_schema(sample, model)
+    schema = infer_schema(sample, model, categorical=categorical, private=private)
     onnx, served_by = optimise(model, schema, sample if parity_data is None else parity_data, runtime)
     mods = dump_recording(model, io.BytesIO())
     requirements = pinned_requirements(mods, extra=(("onnxruntime",) if onnx else ()) + (("skops",) if safe else ()))
     if safe and local_modules(mods): raise PackagingError(f"safe=True cannot store code defined outside installed packages ({sorted(local_modules(mods))}); move it into an installed package, or package without safe=True")
     ref, local = save_model(model, name, requirements, onnx, trusted=list(trusted or []) if safe else None)
     full, summary, card = report_parts(report)
-    if full is not None: full["runtime"] = served_by
+    if full is not None:
+        full["runtime"] = served_by
+        unpublished(full, schema)
     version = new_version()
-    spec = {"service_name": name, "model_tag": str(ref.tag), "schema": schema, "max_rows": max_rows, "workers": workers,
+    max_body = body_limit(schema, max_rows)
+    spec = {"service_name": name, "model_tag": str(ref.tag), "schema": schema, "max_rows": max_rows,
+            "max_body": max_body, "workers": workers,
             "proba": callable(getattr(model, "predict_proba", None)), "runtime": served_by["runtime"],
             "classes": np.asarray(getattr(model, "classes_", [])).tolist(),
             "metadata": {"name": name, "bento": f"{name}:{version}", "model": str(ref.tag), "model_type": ref.info.metadata["model_type"],
-                         "input_schema": schema, "max_rows": max_rows, "readiness": summary, "requirements": requirements,
+                         "input_schema": schema, "max_rows": max_rows, "max_body": max_body, "readiness": summary,
+                         "requirements": requirements,
                          "code_by_value": sorted(local), "runtime": served_by}}
     card = card or basic_card(name, spec)
     spec["metadata"]["card"] = card.split("\n\n")[0:3]
@@ -260,4 +277,5 @@ def verify(bento) -> None:
     for entry in [meta] + ([meta["onnx"]] if meta.get("onnx") else []):
         try: serving.verified_bytes(ref, entry)
         except RuntimeError as e:
-            raise PackagingError(f"the model file {entry['file']} of {bento.tag} does not match its recorded SHA-256: it was altered after packaging; package the model again") from e
+            raise PackagingError(f"the model file {entry['file']} of {bento.tag} does not match its recorded SHA-256: "
+                                 "it was altered after packaging; package the model again") from e

@@ -1,4 +1,7 @@
-"""Hardening of the serving runtime (issue 13): one request's fate stays its own, bodies are bounded, training values stay private."""
+"""Hardening of the serving runtime (issue 13).
+
+One request's fate stays its own, bodies and answers are bounded, training values stay private, the model is loaded
+from the bytes that were hashed, and a failed start says so itself."""
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -99,8 +102,8 @@ def test_a_failed_start_writes_the_startup_marker(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     marker = tmp_path / "markers" / "broken-start.txt"
-    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", str(bento.tag), "--host", "127.0.0.1", "--port", str(port)],
-                         env={**os.environ, "NBDEPLOY_STARTUP_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
+    cmd = [sys.executable, "-m", "bentoml", "serve", str(bento.tag), "--host", "127.0.0.1", "--port", str(port)]
+    p = subprocess.Popen(cmd, env={**os.environ, "NBDEPLOY_STARTUP_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         for _ in range(600):
@@ -110,3 +113,147 @@ def test_a_failed_start_writes_the_startup_marker(tmp_path):
     finally:
         os.killpg(p.pid, signal.SIGKILL); p.wait()
     assert "does not match its recorded SHA-256" in text and text.startswith("Traceback"), text[-2000:]
+
+
+# --- bodies are bounded before they are read, rows counted before they are validated, 4xx answers short (item 2) --
+
+def wide_frame(n=400, seed=0):
+    "29 number columns and a 200-value category whose values are 40 characters long; the target."
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(29)})
+    df["code"] = [f"category-{i % 200:03d}-".ljust(40, "x") for i in range(n)]
+    return df, (df.x0 > 0).astype(int)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    "The same 30-column pipeline served twice: on the direct path and through BentoML's own handler."
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+    df, y = wide_frame()
+    model = make_pipeline(make_column_transformer((OrdinalEncoder(), ["code"]), remainder="passthrough"),
+                          LogisticRegression(max_iter=500)).fit(df, y)
+    bento = nd.package(model, "wide", sample=df, runtime="native", max_rows=10_000)
+    direct = nd.deploy(bento, name="wide-direct")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NBDEPLOY_FAST_PATH", "0")
+        routed = nd.deploy(bento, name="wide-routed")
+    yield df, direct, routed
+    direct.stop(); routed.stop()
+
+
+def post_raw(port: int, size: int, chunked: bool) -> tuple:
+    "POST a `size`-byte body of rows, reading the answer while it is sent: status, seconds to the answer, body."
+    import socket
+    import threading
+    head = "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {size}\r\n\r\n"
+    piece = (b'{"inputs": [' + b'{"x0": 1.5, "code": "category-001"}, ' * 30_000)[:1 << 20]
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(head.encode())
+    start = time.monotonic()
+    def body():
+        try:
+            for _ in range(size // len(piece)):
+                s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        except OSError: pass  # the server answered and closed the connection: the rest is never sent
+    sender = threading.Thread(target=body, daemon=True)
+    sender.start()
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(65536)
+        if not chunk: break
+        answer += chunk
+    seconds = time.monotonic() - start
+    s.settimeout(5)
+    try:
+        while chunk := s.recv(65536): answer += chunk
+    except OSError: pass
+    s.close(); sender.join(10)
+    return int(answer.split(b" ", 2)[1]), seconds, answer.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_100_mb_body_gets_413_at_once_and_costs_no_memory(wide, chunked):
+    import json
+    import threading
+    from urllib.parse import urlparse
+
+    from tests.load import tree_rss
+    _, direct, routed = wide
+    for dep in (direct, routed):
+        pid = int(dep.row["handle"])
+        before, peak, done = tree_rss(pid), [0], threading.Event()
+        def watch():
+            while not done.is_set(): peak[0] = max(peak[0], tree_rss(pid)); time.sleep(0.02)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        status, seconds, body = post_raw(urlparse(dep.url).port, 100 * 2**20, chunked)
+        done.set(); watcher.join()
+        growth = (peak[0] - before) / 2**20
+        print(f"{dep.name} {'chunked' if chunked else 'sized'}: {status} in {seconds:.3f} s, rss grew {growth:.1f} MB")
+        assert status == 413, body[:300]
+        detail = json.loads(body)["detail"][0]
+        assert detail["loc"] == ["body"] and f"at most {dep.metadata()['max_body']} bytes" in detail["msg"], detail
+        assert seconds < 1, seconds
+        assert growth < 100, growth
+        r = requests.post(f"{dep.url}/predict", json={"inputs": [{}]}, timeout=30)
+        assert r.status_code == 400  # and it serves on
+
+
+def test_4xx_answers_stay_short_on_a_30_column_schema(wide):
+    df, direct, routed = wide
+    row = {c: 1.5 for c in df.columns if c != "code"} | {"code": df.code[0]}
+    bodies = {"10,000 {} rows": {"inputs": [{}] * 10_000},
+              "10,000 rows of wrong values": {"inputs": [{c: "nope" for c in df.columns}] * 10_000},
+              "20,000 {} rows": {"inputs": [{}] * 20_000},
+              "a row of 100,000 unknown columns": {"inputs": [row | {f"k{i}": 1 for i in range(100_000)}]},
+              "unknown columns in many rows": {"inputs": [row | {"zip": "1", "city": "x"}] * 500}}
+    for dep in (direct, routed):
+        answers = {}
+        for name, body in bodies.items():
+            r = requests.post(f"{dep.url}/predict", json=body, timeout=60)
+            answers[name] = r.json()
+            print(f"{dep.name} {name}: {r.status_code}, {len(r.content)} bytes")
+            assert r.status_code == 400 and len(r.content) < 64 * 1024, (name, r.status_code, len(r.content))
+            detail = r.json()["detail"]
+            assert len(detail) <= 21 and all(len(d["msg"]) < 400 for d in detail), (name, r.text[:500])
+        assert answers["20,000 {} rows"]["detail"][0]["type"] == "too_long"  # counted before any row was validated
+        assert answers["10,000 {} rows"]["detail"][-1]["msg"] == "10 more errors left out: an answer lists the first 20"
+        assert answers["a row of 100,000 unknown columns"]["detail"][-1]["msg"].startswith("99980 more errors left out")
+        assert {d["loc"][1] for d in answers["unknown columns in many rows"]["detail"][:20]} == set(range(10))
+        assert requests.post(f"{dep.url}/predict", json={"inputs": [row] * 3}, timeout=30).status_code == 200
+
+
+# --- training values of free-text, identifier-like and private columns are never published (item 8) -----------
+
+def test_e_mail_addresses_and_private_columns_never_reach_metadata_or_openapi():
+    import numpy as np
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    rng = np.random.default_rng(5)
+    n = 40
+    df = pd.DataFrame({"plan": rng.choice(["basic", "pro", "max"], n), "region": rng.choice(["north", "south"], n),
+                       "email": [f"customer{i}@example-mail.com" for i in range(n)],
+                       "note": [f"called on day {i} about invoice {1000 + i}" for i in range(n)],
+                       "age": rng.integers(18, 80, n)})
+    y = (df.age > 45).astype(int)
+    onehot = OneHotEncoder(handle_unknown="ignore")
+    model = make_pipeline(make_column_transformer((onehot, ["plan", "email", "region"]), ("passthrough", ["age"])),
+                          LogisticRegression()).fit(df, y)  # the model's own encoder knows every e-mail address
+    dep = nd.deploy(model, name="private-values", sample=df, runtime="native", private=["region"])
+    try:
+        published = [requests.get(f"{dep.url}{p}", timeout=30).text for p in ("/metadata", "/docs.json")]
+        for text in published:
+            assert "example-mail.com" not in text and "invoice" not in text and "north" not in text, text[:3000]
+        assert '"pro"' in published[0]  # the plan's categories are published (open: no enum in the OpenAPI document)
+        kinds = {c["name"]: c["kind"] for c in dep.metadata()["input_schema"]["columns"]}
+        assert kinds == {"plan": "category", "region": "string", "email": "string", "note": "string", "age": "integer"}
+        np.testing.assert_array_equal(dep.predict(df.head(5)), model.predict(df.head(5)))
+    finally:
+        dep.stop()
