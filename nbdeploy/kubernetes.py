@@ -189,7 +189,8 @@ def k8s_error(e: Exception, doing: str, host: str = "") -> Exception:
         if e.status in (401, 403) and "quota" in str(msg).lower():
             return DeployError(f"Kubernetes: {doing} failed: a ResourceQuota is exceeded ({msg}): lower requests/replicas or raise the quota")
         if e.status in (401, 403): return DeployError(f"Kubernetes: {doing} failed: the cluster refused the credentials ({e.status}: {msg}); "
-                                                     "refresh your kubeconfig or get RBAC rights on deployments, replicasets, services, HPAs, PDBs, secrets")
+                                                     "refresh your kubeconfig or get RBAC rights on deployments, "
+                                                     "replicasets, services, HPAs, PDBs, secrets")
         if e.status == 422: return InputError(f"Kubernetes: {doing} was rejected as invalid: {msg}")
         return DeployError(f"Kubernetes: {doing} failed ({e.status} {e.reason}): {msg}")
     if isinstance(e, (HTTPError, OSError)):
@@ -291,7 +292,8 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
             applied.append(o)
     except Exception as e:  # a first deploy's objects all go again; a later one's Secret is its own, the rest serve
         removed = [f"{o['kind']} {o['metadata']['name']}" for o in reversed(applied)
-                   if (first or o["kind"] == "Secret") and delete(api, o["kind"], o["metadata"]["name"], self.namespace)]
+                   if (first or o["kind"] == "Secret")
+                   and delete(api, o["kind"], o["metadata"]["name"], self.namespace)]
         if removed: e.args = (f"{e.args[0] if e.args else e}\nRemoved again: {', '.join(removed)}.",)
         raise
     secret = next((o["metadata"]["name"] for o in objs if o["kind"] == "Secret"), None)
@@ -326,18 +328,19 @@ def _listed(api, kind: str, namespace: str, selector: str) -> list[dict]:
     except Exception as e: raise k8s_error(e, f"listing {kind}s in {namespace}", api.configuration.host) from e
 
 def _replica_sets(api, name: str, namespace: str, version: int) -> list[dict]:
-    "The ReplicaSets of deployment `name` whose pods run `version` (a rollout's old and new pods are in different ones)."
-    return [r for r in _listed(api, "ReplicaSet", namespace, f"app.kubernetes.io/name={name}") if _version_of(r) == str(version)]
+    "The ReplicaSets of deployment `name` whose pods run `version` (a rollout's old and new pods are in separate ones)."
+    sets = _listed(api, "ReplicaSet", namespace, f"app.kubernetes.io/name={name}")
+    return [r for r in sets if _version_of(r) == str(version)]
 
 KubernetesTarget._image, KubernetesTarget.start = _image, _start
 
 # %% ../nbs/52_kubernetes.ipynb #422baaac
 def _ref(self, row: dict) -> dict:
-    "Where version `row` is on the cluster: from its handle, else from the row's name and version (a start never recorded)."
+    "Where version `row` is on the cluster: from its handle, else from its name and version (a start never recorded)."
     h = handle_of(row)
     name, version = h.get("name", row["name"]), h.get("version", row["version"])
     if "secret" in h: secret = h["secret"]
-    elif h: secret = secret_name(name) if h.get("auth") else None  # a handle from before per-version Secrets: the shared one
+    elif h: secret = secret_name(name) if h.get("auth") else None  # a handle from before per-version Secrets: shared
     else: secret = secret_name(name, version) if row.get("auth") else None
     return {"namespace": h.get("namespace", self.namespace), "name": name, "version": version,
             "image": h.get("image") or row.get("image"), "secret": secret}
@@ -349,9 +352,10 @@ def _live(self, row: dict) -> dict | None:
     return d if _version_of(d) == str(r["version"]) else None
 
 def _alive(self, row: dict) -> bool:
-    "Is a pod of this version available? Counted per ReplicaSet: during a rollout the Deployment's count mixes versions."
+    "Is a pod of this version available? Counted per ReplicaSet: in a rollout the Deployment's count mixes versions."
     r = self._ref(row)
-    return any((rs.get("status") or {}).get("availableReplicas") or 0 for rs in _replica_sets(self.client(), r["name"], r["namespace"], r["version"]))
+    sets = _replica_sets(self.client(), r["name"], r["namespace"], r["version"])
+    return any((rs.get("status") or {}).get("availableReplicas") or 0 for rs in sets)
 
 def _gone(self, row: dict) -> bool:
     "Confirmed gone: no Deployment, or one running another version with no ReplicaSet that keeps pods of this one."
@@ -365,7 +369,8 @@ def _gone(self, row: dict) -> bool:
 def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the Deployment has rolled out this version; `DeployError` with the controller's word otherwise."
-    r, limit = self._ref(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
+    r = self._ref(row)
+    limit = max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cluster's rollout
     end, what = time.monotonic() + limit, "not started"
     while time.monotonic() < end:
         d = self._live(row)
@@ -375,8 +380,8 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
         time.sleep(min(5, max(0.2, limit / 300)))
     raise DeployError(f"the rollout of {r['name']} v{r['version']} did not finish within {limit:.0f} s: {what}")
 
-KubernetesTarget._ref, KubernetesTarget._live, KubernetesTarget.alive, KubernetesTarget.gone = _ref, _live, _alive, _gone
-KubernetesTarget.wait_ready = _wait_ready
+KubernetesTarget._ref, KubernetesTarget._live, KubernetesTarget.alive = _ref, _live, _alive
+KubernetesTarget.gone, KubernetesTarget.wait_ready = _gone, _wait_ready
 
 # %% ../nbs/52_kubernetes.ipynb #fe55cf9d
 def _stop(self, row: dict) -> None:
@@ -387,14 +392,15 @@ def _stop(self, row: dict) -> None:
         serving = ledger.live(name)
         if serving and serving["version"] != v and serving["target"] == self.name: apply(api, self._serving(serving))
         else:
-            for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"): delete(api, kind, name, ns)
+            for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"):
+                delete(api, kind, name, ns)
             sel = f"app.kubernetes.io/name={name},app.kubernetes.io/managed-by=nbdeploy"
             for s in _listed(api, "Secret", ns, sel): delete(api, "Secret", s["metadata"]["name"], ns)
             return
-    delete(api, "Secret", secret_name(name, v), ns)  # never the Secret older releases shared: a serving version may read it
+    delete(api, "Secret", secret_name(name, v), ns)  # not the one older releases shared: a serving version may read it
 
 def _serving(self, serving: dict) -> dict:
-    "The Deployment of the version in service, to apply back over a failed one (Kubernetes rolls back to its ReplicaSet)."
+    "The Deployment of the version in service, to apply over a failed one (Kubernetes rolls back to its ReplicaSet)."
     s = self._ref(serving)
     if not s["image"]: raise DeployError(f"cannot put {s['name']} v{s['version']} back: the ledger has no image for it")
     return self.deployment(s["image"], s["name"], s["version"], s["secret"], s["namespace"])

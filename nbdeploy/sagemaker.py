@@ -212,18 +212,21 @@ def _describe(self, row: dict) -> dict | None:
 def _alive(self, row: dict) -> bool:
     "Is the endpoint InService (or updating) on this version's config?"
     d = self._describe(row)
-    return bool(d) and d["EndpointConfigName"] == self._ref(row)["config"] and d["EndpointStatus"] in ("InService", "Updating", "Creating")
+    if not d or d["EndpointConfigName"] != self._ref(row)["config"]: return False
+    return d["EndpointStatus"] in ("InService", "Updating", "Creating")
 
 def _gone(self, row: dict) -> bool:
-    "Confirmed gone: no endpoint, a Failed one, or one that neither serves nor is being updated to this version's config."
+    "Confirmed gone: no endpoint, a Failed one, or one neither serving nor being updated to this version's config."
     d, config = self._describe(row), self._ref(row)["config"]
     if d is None or d["EndpointStatus"] == "Failed": return True
-    return config not in (d.get("EndpointConfigName"), (d.get("PendingDeploymentSummary") or {}).get("EndpointConfigName"))
+    pending = (d.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+    return config not in (d.get("EndpointConfigName"), pending)
 
 def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the endpoint is InService on this version's config; `DeployError` with SageMaker's reason otherwise."
-    h, limit = self._ref(row), max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
+    h = self._ref(row)
+    limit = max(timeout or 0, self.wait)  # deploy's default timeout is for a local process, not a cloud rollout
     end = time.monotonic() + limit
     while time.monotonic() < end:
         d = self._describe(row)
@@ -242,8 +245,8 @@ def _logs(self, row: dict, tail: int = 100) -> str:
             + (f"; {d['FailureReason']}" if d.get("FailureReason") else "")
             + f"; container logs: CloudWatch log group /aws/sagemaker/Endpoints/{d['EndpointName']}")
 
-SageMakerTarget._ref, SageMakerTarget._describe, SageMakerTarget.alive, SageMakerTarget.gone = _ref, _describe, _alive, _gone
-SageMakerTarget.wait_ready, SageMakerTarget.logs = _wait_ready, _logs
+SageMakerTarget._ref, SageMakerTarget._describe, SageMakerTarget.alive = _ref, _describe, _alive
+SageMakerTarget.gone, SageMakerTarget.wait_ready, SageMakerTarget.logs = _gone, _wait_ready, _logs
 
 # %% ../nbs/51_sagemaker.ipynb #e82491f0
 def _stop(self, row: dict) -> None:

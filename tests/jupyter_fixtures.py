@@ -65,7 +65,8 @@ def jupyter(app: str, root: Path, log: Path, *extra: str, env: dict | None = Non
     "Run `jupyter server` (app='server') or `jupyter lab` on a random loopback port with a random token; yields (url, token)."
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # classes from tests/, e.g. an authorizer
+    # classes from tests/ (an authorizer) importable in the server
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if app == "lab": env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(root))
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as f:

@@ -137,7 +137,8 @@ class ApiStub:
                 path, _, query = self.path.partition("?")
                 stub.requests.append(("GET", path, query, None))
                 m = _PATH.match(path)
-                if m and not m["name"]: return self.send(200, stub.list(path, dict(urllib.parse.parse_qsl(query)).get("labelSelector", "")))
+                if m and not m["name"]:
+                    return self.send(200, stub.list(path, dict(urllib.parse.parse_qsl(query)).get("labelSelector", "")))
                 key = path.removesuffix("/status")
                 if key not in stub.objects: return self.status(404, "NotFound", f"{path} not found")
                 self.send(200, stub.objects[key])
@@ -184,7 +185,7 @@ class ApiStub:
         return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {}, "items": items}
 
     def replica_sets(self, d):
-        "The controller, at once: a ReplicaSet per pod template; the new one up, the old ones down unless the new one stalls."
+        "The controller, at once: a ReplicaSet per pod template; the new one up, the old ones down unless it stalls."
         meta, spec = d["metadata"], d["spec"]
         base, n = f"/apis/apps/v1/namespaces/{meta['namespace']}/replicasets", spec["replicas"]
         h = hashlib.sha256(json.dumps(spec["template"], sort_keys=True).encode()).hexdigest()[:10]
@@ -195,20 +196,26 @@ class ApiStub:
         tpl = copy.deepcopy(spec["template"])
         tpl["metadata"]["labels"]["pod-template-hash"] = h
         self.objects[f"{base}/{meta['name']}-{h}"] = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": f"{meta['name']}-{h}", "namespace": meta["namespace"], "labels": tpl["metadata"]["labels"],
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"], "controller": True}]},
+            "metadata": {"name": f"{meta['name']}-{h}", "namespace": meta["namespace"],
+                         "labels": tpl["metadata"]["labels"],
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
+                                              "uid": meta["uid"], "controller": True}]},
             "spec": {"replicas": 1 if stalls else n, "template": tpl,
                      "selector": {"matchLabels": {**spec["selector"]["matchLabels"], "pod-template-hash": h}}},
-            "status": {"replicas": 1, "availableReplicas": 0} if stalls else {"replicas": n, "readyReplicas": n, "availableReplicas": n}}
+            "status": {"replicas": 1, "availableReplicas": 0} if stalls
+                      else {"replicas": n, "readyReplicas": n, "availableReplicas": n}}
 
     def owned(self, d):
         "The ReplicaSets Deployment `d` owns."
-        return [o for o in self.objects.values() if o["kind"] == "ReplicaSet" and o["metadata"]["namespace"] == d["metadata"]["namespace"]
-                and o["metadata"]["ownerReferences"][0]["name"] == d["metadata"]["name"]]
+        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
+        return [o for o in self.objects.values() if o["kind"] == "ReplicaSet" and o["metadata"]["namespace"] == ns
+                and o["metadata"]["ownerReferences"][0]["name"] == name]
 
     def collect(self, d):
         "Garbage collection: a deleted Deployment's ReplicaSets go with it."
-        for o in self.owned(d): self.objects.pop(f"/apis/apps/v1/namespaces/{o['metadata']['namespace']}/replicasets/{o['metadata']['name']}")
+        for o in self.owned(d):
+            m = o["metadata"]
+            self.objects.pop(f"/apis/apps/v1/namespaces/{m['namespace']}/replicasets/{m['name']}")
 
     @staticmethod
     def deployment_status(d):
@@ -343,14 +350,16 @@ def test_a_failed_rollout_with_a_new_key_leaves_the_live_versions_key(stub, tmp_
     assert _secret_ref(stub, "iris-key")[1] == "old-key"
     # the new pods never get ready: the rollout stalls and is undone
     with pytest.raises(DeployError, match="stalled"): _deploy(t, "iris-key", "bad", {"NBDEPLOY_API_KEY": "new-key"})
-    assert _secret_ref(stub, "iris-key")[1] == "old-key"  # the key the serving pods check (with one shared Secret: new-key)
+    assert _secret_ref(stub, "iris-key")[1] == "old-key"  # the key serving pods check (one shared Secret: new-key)
     assert _secret_ref(stub, "iris-key")[0] == "iris-key-v1-api-key"
     assert _secrets(stub) == ["iris-key-v1-api-key"]  # the failed version's Secret went with it
     # the cluster refuses the new Deployment after the new Secret was applied
     stub.fail_kind = "Deployment"
-    with pytest.raises(DeployError, match="ResourceQuota"): _deploy(t, "iris-key", "b1", {"NBDEPLOY_API_KEY": "newer-key"})
+    with pytest.raises(DeployError, match="ResourceQuota"):
+        _deploy(t, "iris-key", "b1", {"NBDEPLOY_API_KEY": "newer-key"})
     stub.fail_kind = None
-    assert _secret_ref(stub, "iris-key") == ("iris-key-v1-api-key", "old-key") and _secrets(stub) == ["iris-key-v1-api-key"]
+    assert _secret_ref(stub, "iris-key") == ("iris-key-v1-api-key", "old-key")
+    assert _secrets(stub) == ["iris-key-v1-api-key"]
     assert [r["status"] for r in ledger.rows("iris-key")] == ["failed", "failed", "serving"]
 
 
@@ -364,7 +373,8 @@ def test_stop_finds_a_version_without_a_handle(stub, tmp_path, retire):
     row2 = ledger.get("iris-nh", row2["version"])
     assert row2["handle"] is None and not t.gone(row2) and _secret_ref(stub, "iris-nh")[0] == "iris-nh-v2-api-key"
     t.stop(row2)  # v1 serves: its Deployment is applied back, and v2's Secret goes
-    assert stub.objects["/apis/apps/v1/namespaces/models/deployments/iris-nh"]["spec"]["template"]["spec"]["containers"][0]["image"] == "r:5000/iris:v1"
+    dep = stub.objects["/apis/apps/v1/namespaces/models/deployments/iris-nh"]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "r:5000/iris:v1"
     assert _secret_ref(stub, "iris-nh") == ("iris-nh-v1-api-key", "k1") and _secrets(stub) == ["iris-nh-v1-api-key"]
     assert t.alive(v1) and t.gone(row2)
     # a first deploy interrupted the same way: every object of the name goes
@@ -376,7 +386,7 @@ def test_stop_finds_a_version_without_a_handle(stub, tmp_path, retire):
 
 
 def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire, monkeypatch):
-    "The protocol's gone(): confirmed by the cluster's objects; a Deployment with 0 available pods is unhealthy, not gone."
+    "gone() is confirmed by the cluster's objects; a Deployment with 0 available pods is unhealthy, not gone."
     import nbdeploy as nd
     from nbdeploy.deploy import TARGETS
     retire.append("iris-gone")

@@ -113,9 +113,10 @@ def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, ret
 def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
     bento, _, _ = iris_image
     with pytest.raises(InputError, match="letters, digits and dashes"): sm_name("x" * 70, 1)
-    # through nd.deploy, a name the target cannot use (though nbdeploy's own rule allows it) is refused before the ledger
-    # records anything: 62 characters and "-v1" make 65, over SageMaker's 63; Kubernetes allows no "_"
-    for target, bad, why in (("sagemaker", "x" * 62, "letters, digits and dashes"), ("kubernetes", "bad_name", "lowercase")):
+    # through nd.deploy, a name the target cannot use (though nbdeploy's own rule allows it) is refused before the
+    # ledger records anything: 62 characters and "-v1" make 65, over SageMaker's 63; Kubernetes allows no "_"
+    for target, bad, why in (("sagemaker", "x" * 62, "letters, digits and dashes"),
+                             ("kubernetes", "bad_name", "lowercase")):
         with pytest.raises(InputError, match=why): nd.deploy(bento, name=bad, target=target)
         assert ledger.rows(bad) == []
     monkeypatch.delenv("NBDEPLOY_SAGEMAKER_ROLE", raising=False)
@@ -129,7 +130,7 @@ def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
 
 
 def test_gone_and_stop_without_a_handle_against_moto(aws, registry, iris_image, monkeypatch, retire):
-    "gone() from DescribeEndpoint; stop() of a row whose start was never recorded finds its resources by name and version."
+    "gone() from DescribeEndpoint; stop() of a row whose start was never recorded finds its resources by name+version."
     bento, _, _ = iris_image
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     name = "iris-smg"
@@ -152,7 +153,8 @@ def test_gone_and_stop_without_a_handle_against_moto(aws, registry, iris_image, 
     assert row2["handle"] is None and t.alive(row2) and not t.gone(row2) and t.gone(row1)
     assert "InService on iris-smg-v2" in t.logs(row2)
     t.stop(row2)
-    assert sm.list_endpoints()["Endpoints"] == [] and [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-smg-v1"]
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-smg-v1"]
     assert t.gone(row2) and t.gone(row1)
     t.stop(row1)
     assert sm.list_models()["Models"] == [] and sm.list_endpoint_configs()["EndpointConfigs"] == []
@@ -166,9 +168,11 @@ def test_an_api_key_is_refused_before_anything_is_recorded(aws, registry, iris_i
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setitem(TARGETS, "sagemaker", SageMakerTarget(role=ROLE, registry=registry, wait=30))
     retire.append("iris-smkey")
-    with pytest.raises(InputError, match="API key"): nd.deploy(bento, name="iris-smkey", target="sagemaker", api_key="s3cret")
+    with pytest.raises(InputError, match="API key"):
+        nd.deploy(bento, name="iris-smkey", target="sagemaker", api_key="s3cret")
     assert ledger.rows("iris-smkey") == []
-    assert boto3.client("sagemaker").list_models()["Models"] == [] and boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
+    sm = boto3.client("sagemaker")
+    assert sm.list_models()["Models"] == [] and sm.list_endpoints()["Endpoints"] == []
 
 
 def rollout_uses_target_gate() -> bool:

@@ -22,7 +22,7 @@ def no_aws(home) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    "A real Jupyter server with the nbdeploy extension enabled by its installed config, and no AWS credentials; (url, token)."
+    "A real Jupyter server, the nbdeploy extension enabled by its installed config, no AWS credentials; (url, token)."
     root = tmp_path_factory.mktemp("root")
     with jupyter("server", root, ARTIFACTS / "jupyter-server.log", env=no_aws(root)) as s:
         yield s
@@ -30,7 +30,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def readonly_server(tmp_path_factory):
-    "A real Jupyter server whose Authorizer allows reads only (tests.jupyter_fixtures.ReadOnlyAuthorizer); (url, token)."
+    "A real Jupyter server whose Authorizer allows only reads (jupyter_fixtures.ReadOnlyAuthorizer); (url, token)."
     with jupyter("server", tmp_path_factory.mktemp("root-ro"), ARTIFACTS / "jupyter-server-readonly.log",
                  "--ServerApp.authorizer_class=tests.jupyter_fixtures.ReadOnlyAuthorizer") as s:
         yield s
@@ -39,7 +39,8 @@ def readonly_server(tmp_path_factory):
 def fake_serving(name: str, target: str = "local", handle: str = "0") -> dict:
     "A ledger row that says `name` v1 is serving, with no process behind it (stopping it is instant)."
     row = ledger.begin(name, target, f"{name}:fake", "pass")
-    return ledger.update(name, row["version"], "deployed", status="serving", url="http://127.0.0.1:9", port=9, handle=handle)
+    return ledger.update(name, row["version"], "deployed", status="serving", url="http://127.0.0.1:9", port=9,
+                         handle=handle)
 
 
 def retire(*names: str) -> None:
@@ -62,7 +63,7 @@ def test_ledger_and_stop_with_token(server):
     events = ledger.events("srv-fake")
     rows = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-fake"}, headers=h, timeout=30).json()["deployments"]
     assert [(r["name"], r["version"], r["target"], r["verdict"]) for r in rows] == [("srv-fake", 1, "local", "pass")]
-    assert rows[0]["status"] == "dead" and rows[0]["error"] is None  # checked live: the ledger said serving, but nothing runs
+    assert rows[0]["status"] == "dead" and rows[0]["error"] is None  # checked live: ledger says serving, nothing runs
     # a GET writes nothing: the row is still serving in the ledger, and no event was recorded
     assert ledger.get("srv-fake", 1)["status"] == "serving" and ledger.events("srv-fake") == events
     retire("srv-fake")
@@ -73,7 +74,7 @@ def test_ledger_and_stop_with_token(server):
 
 
 def test_a_row_whose_check_fails_says_so_and_the_rest_are_listed(server):
-    "A SageMaker row on a Jupyter server with no AWS credentials: that row is `unknown` with its error; the listing is 200."
+    "A SageMaker row on a Jupyter server with no AWS credentials: that row is `unknown` with its error; list is 200."
     url, token = server
     fake_serving("srv-ok")
     fake_serving("srv-sm", "sagemaker", json.dumps({"endpoint": "srv-sm", "model": "srv-sm-v1", "config": "srv-sm-v1",
