@@ -13,6 +13,11 @@ import nbdeploy as nd
 from tests.models import SlowModel
 
 
+def own_url(dep) -> str:
+    "The URL of a version's own server, past the stable endpoint (nginx) that may stand in front of it."
+    return f"http://127.0.0.1:{dep.row['port']}"
+
+
 # --- a timed-out request leaves its batchmates answered (item 1) ------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -28,7 +33,7 @@ def slow():
 
 
 def test_a_timed_out_request_leaves_the_others_answered(slow):
-    url = f"{slow.url}/predict"
+    url = f"{own_url(slow)}/predict"
     def post(wait): return requests.post(url, json={"inputs": [{"wait": wait, "x": 1.0}]}, timeout=30)
     assert post(0.0).status_code == 200
     with ThreadPoolExecutor(8) as pool:
@@ -180,7 +185,6 @@ def post_raw(port: int, size: int, chunked: bool) -> tuple:
 def test_a_100_mb_body_gets_413_at_once_and_costs_no_memory(wide, chunked):
     import json
     import threading
-    from urllib.parse import urlparse
 
     from tests.load import tree_rss
     _, direct, routed = wide
@@ -191,7 +195,7 @@ def test_a_100_mb_body_gets_413_at_once_and_costs_no_memory(wide, chunked):
             while not done.is_set(): peak[0] = max(peak[0], tree_rss(pid)); time.sleep(0.02)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        status, seconds, body = post_raw(urlparse(dep.url).port, 100 * 2**20, chunked)
+        status, seconds, body = post_raw(int(dep.row["port"]), 100 * 2**20, chunked)
         done.set(); watcher.join()
         growth = (peak[0] - before) / 2**20
         print(f"{dep.name} {'chunked' if chunked else 'sized'}: {status} in {seconds:.3f} s, rss grew {growth:.1f} MB")
@@ -200,7 +204,7 @@ def test_a_100_mb_body_gets_413_at_once_and_costs_no_memory(wide, chunked):
         assert detail["loc"] == ["body"] and f"at most {dep.metadata()['max_body']} bytes" in detail["msg"], detail
         assert seconds < 1, seconds
         assert growth < 100, growth
-        r = requests.post(f"{dep.url}/predict", json={"inputs": [{}]}, timeout=30)
+        r = requests.post(f"{own_url(dep)}/predict", json={"inputs": [{}]}, timeout=30)
         assert r.status_code == 400  # and it serves on
 
 
@@ -215,7 +219,7 @@ def test_4xx_answers_stay_short_on_a_30_column_schema(wide):
     for dep in (direct, routed):
         answers = {}
         for name, body in bodies.items():
-            r = requests.post(f"{dep.url}/predict", json=body, timeout=60)
+            r = requests.post(f"{own_url(dep)}/predict", json=body, timeout=60)
             answers[name] = r.json()
             print(f"{dep.name} {name}: {r.status_code}, {len(r.content)} bytes")
             assert r.status_code == 400 and len(r.content) < 64 * 1024, (name, r.status_code, len(r.content))
@@ -225,7 +229,7 @@ def test_4xx_answers_stay_short_on_a_30_column_schema(wide):
         assert answers["10,000 {} rows"]["detail"][-1]["msg"] == "10 more errors left out: an answer lists the first 20"
         assert answers["a row of 100,000 unknown columns"]["detail"][-1]["msg"].startswith("99980 more errors left out")
         assert {d["loc"][1] for d in answers["unknown columns in many rows"]["detail"][:20]} == set(range(10))
-        assert requests.post(f"{dep.url}/predict", json={"inputs": [row] * 3}, timeout=30).status_code == 200
+        assert requests.post(f"{own_url(dep)}/predict", json={"inputs": [row] * 3}, timeout=30).status_code == 200
 
 
 # --- training values of free-text, identifier-like and private columns are never published (item 8) -----------
@@ -248,7 +252,7 @@ def test_e_mail_addresses_and_private_columns_never_reach_metadata_or_openapi():
                           LogisticRegression()).fit(df, y)  # the model's own encoder knows every e-mail address
     dep = nd.deploy(model, name="private-values", sample=df, runtime="native", private=["region"])
     try:
-        published = [requests.get(f"{dep.url}{p}", timeout=30).text for p in ("/metadata", "/docs.json")]
+        published = [requests.get(f"{own_url(dep)}{p}", timeout=30).text for p in ("/metadata", "/docs.json")]
         for text in published:
             assert "example-mail.com" not in text and "invoice" not in text and "north" not in text, text[:3000]
         assert '"pro"' in published[0]  # the plan's categories are published (open: no enum in the OpenAPI document)

@@ -62,8 +62,8 @@ def test_fuzzed_requests_never_get_a_5xx(case, svc, native_svc):
 
 ROW = {"age": 30, "income": 51.5, "plan": "pro", "region": "north"}
 HOSTILE = {
-    "20 MB of rows": (json.dumps({"inputs": [ROW] * 250_000}), "application/json", "at most"),  # over the body limit: 413
-    "a 5 MB string": (json.dumps({"inputs": [{**ROW, "plan": "x" * 5_000_000}]}), "application/json", "at most"),
+    "20 MB of rows": (json.dumps({"inputs": [ROW] * 250_000}), "application/json", "bytes"),  # over the body limit: 413
+    "a 5 MB string": (json.dumps({"inputs": [{**ROW, "plan": "x" * 5_000_000}]}), "application/json", "bytes"),
     "deep nesting": ('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}", "application/json", ""),
     "text/plain": (json.dumps({"inputs": [ROW]}).replace("{", "(", 1), "text/plain", ""),
     "form encoded": ("inputs=1&age=2", "application/x-www-form-urlencoded", ""),
