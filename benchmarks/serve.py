@@ -17,6 +17,11 @@ concurrent connections:
   - mlflow:          `mlflow models serve --env-manager local` (MLflow 3, in benchmarks/.venv-mlflow)
   - hello-world:     a BentoML service that returns a constant: the ceiling of the HTTP stack itself
 Also time-to-ready: seconds from the call to a passing health check, first deploy and after retraining.
+Where the host has nginx, `nd.deploy` puts each local deployment behind its stable nginx endpoint (nbdeploy.endpoint):
+the nbdeploy rows above are measured on the version's own (direct) URL, and in the same run, on the same server, the
+same load goes through the endpoint too, the two taking turns (ROUNDS runs each) so both see the same background load
+(`--docker-endpoint` adds the docker target: nginx in containers, beside its container's direct URL). A last table
+gives endpoint / direct ratios.
 Prints markdown tables (req/s, p50, p99, errors, ratios to the best peer) and writes benchmarks/results/serve.json.
 """
 import argparse
@@ -206,14 +211,17 @@ def rows(X, n):
     return X.head(n).to_dict(orient="records")
 
 
-def svc_nbdeploy(runtime, direct=True):
+def svc_nbdeploy(runtime, direct=True, target="local"):
     def go(model, X, work):
         import nbdeploy as nd
         if not direct: os.environ["NBDEPLOY_FAST_PATH"] = "0"  # the server inherits it: BentoML's own handler answers
-        try: dep = nd.deploy(model, name=f"bench-{runtime}{'' if direct else '-routed'}", sample=X, runtime=runtime)
+        name = f"bench-{runtime}{'' if direct else '-routed'}{'' if target == 'local' else '-' + target}"
+        try: dep = nd.deploy(model, name=name, sample=X, runtime=runtime, target=target)
         finally: os.environ.pop("NBDEPLOY_FAST_PATH", None)
         assert dep.metadata()["runtime"]["runtime"] == runtime, dep.metadata()["runtime"]
-        return dep.stop, f"{dep.url}/predict", lambda n: {"inputs": rows(X, n)}
+        own = f"http://127.0.0.1:{dep.row['port']}"  # the version's own port; dep.url is the stable endpoint, if any
+        extra = {"nginx endpoint": f"{dep.url}/predict"} if dep.url != own else {}
+        return dep.stop, f"{own}/predict", lambda n: {"inputs": rows(X, n)}, extra
     return go
 
 
@@ -275,6 +283,16 @@ PEERS = ("bentoml-docs", "fastapi", "mlflow")
 CEILING = "hello-world (nbdeploy stack)"
 
 
+ROUNDS = 3  # turns each of a server's paths (direct, nginx endpoint) takes, so both see the same background load
+
+
+def combined(runs: list[dict]) -> dict:
+    "One figure from alternating wrk runs: mean req/s, median latencies, all errors."
+    med = lambda k: sorted(r[k] for r in runs)[len(runs) // 2]
+    return {"rps": sum(r["rps"] for r in runs) / len(runs), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+            "errors": sum(r["errors"] for r in runs), **({"runs": runs} if len(runs) > 1 else {})}
+
+
 def measure(seconds, loads, only):
     "Throughput and latency of every service on every model and load."
     work = Path(tempfile.mkdtemp(prefix="nbdeploy-bench-"))
@@ -283,12 +301,16 @@ def measure(seconds, loads, only):
         for sname, starter in SERVICES.items():
             if only and sname not in only: continue
             print(f"-- {mname} / {sname}", flush=True)
-            stopper, url, body = starter(model, X, work)
+            stopper, url, body, *extra = starter(model, X, work)
+            paths = {sname: url, **{f"{sname} via {k}": u for k, u in (extra[0] if extra else {}).items()}}
             try:
-                requests.post(url, json=body(1), timeout=30).raise_for_status()
+                for u in paths.values(): requests.post(u, json=body(1), timeout=30).raise_for_status()
                 for clients, n in loads:
-                    wrk(url, body(n), 2, clients)  # warm up
-                    results[f"{mname}|{sname}|{clients}|{n}"] = wrk(url, body(n), seconds, clients)
+                    for u in paths.values(): wrk(u, body(n), 2, clients)  # warm up
+                    runs = {label: [] for label in paths}
+                    for _ in range(ROUNDS if len(paths) > 1 else 1):  # direct and endpoint take turns on one server
+                        for label, u in paths.items(): runs[label].append(wrk(u, body(n), seconds, clients))
+                    for label, rs in runs.items(): results[f"{mname}|{label}|{clients}|{n}"] = combined(rs)
             finally: stopper()
     return results
 
@@ -310,7 +332,7 @@ def time_to_ready():
         d.stop()
     work = Path(tempfile.mkdtemp(prefix="nbdeploy-ttr-"))
     for name, starter in (("bentoml serve (docs service, model saved)", svc_bentoml_docs), ("mlflow models serve (model saved)", svc_mlflow)):
-        t = time.perf_counter(); stopper, url, body = starter(model, X, work); out[name] = time.perf_counter() - t
+        t = time.perf_counter(); stopper, *_ = starter(model, X, work); out[name] = time.perf_counter() - t
         stopper()
     return out
 
@@ -322,22 +344,38 @@ def table(results, mname, clients, n):
     ceiling = (get(CEILING) or {}).get("rps", float("nan"))
     lines = [f"\n**{mname}, {clients} clients, {n}-row bodies**\n",
              "| service | req/s | p50 ms | p99 ms | errors | req/s / best peer | p99 / best peer | req/s / ceiling |", "|---|---|---|---|---|---|---|---|"]
-    for s in SERVICES:
+    for s in sorted({k.split("|")[1] for k in results}, key=lambda s: (list(SERVICES).index(s.split(" via ")[0]), s)):
         if r := get(s):
             lines.append(f"| {s} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['rps'] / best:.2f} | "
                          f"{r['p99_ms'] / best_p99:.2f} | {r['rps'] / ceiling:.2f} |")
     return "\n".join(lines)
 
 
-def main(seconds=10, quick=False, only=None):
+def endpoint_table(results) -> str:
+    "Each service measured through the nginx endpoint beside its direct URL, in the same run: the ratios."
+    lines = ["\n**nginx endpoint vs direct URL (same server, same run)**\n",
+             "| model | service | clients | rows | direct req/s | endpoint req/s | req/s ratio | direct p99 ms | endpoint p99 ms | p99 ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, r in results.items():
+        mname, label, clients, n = key.split("|")
+        if " via " not in label: continue
+        d = results.get(f"{mname}|{label.split(' via ')[0]}|{clients}|{n}")
+        if d: lines.append(f"| {mname} | {label} | {clients} | {n} | {d['rps']:.0f} | {r['rps']:.0f} | {r['rps'] / d['rps']:.2f} | "
+                           f"{d['p99_ms']:.1f} | {r['p99_ms']:.1f} | {r['p99_ms'] / d['p99_ms']:.2f} |")
+    return "\n".join(lines) if len(lines) > 3 else "\n(no nginx endpoint measured: is nginx installed?)"
+
+
+def main(seconds=10, quick=False, only=None, docker_endpoint=False):
     home = Path(tempfile.mkdtemp(prefix="nbdeploy-bench-home-"))
     os.environ.update(NBDEPLOY_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), BENTOML_DO_NOT_TRACK="true")
     loads = [(16, 1)] if quick else [(16, 1), (64, 1), (16, 64), (64, 64)]
+    if docker_endpoint: SERVICES["nbdeploy-onnx (docker)"] = svc_nbdeploy("onnx", target="docker")
     results = measure(seconds, loads, only)
     ttr = {} if quick else time_to_ready()
     print(f"\nwrk -t2 -d{seconds}s on {os.cpu_count()} cores, python {sys.version.split()[0]}")
     for mname in ("forest", "pipeline"):
         for clients, n in loads: print(table(results, mname, clients, n))
+    print(endpoint_table(results))
     if ttr:
         print("\n| time to a passing health check | seconds |\n|---|---|")
         for k, v in ttr.items(): print(f"| {k} | {v:.1f} |")
@@ -350,5 +388,6 @@ if __name__ == "__main__":
     a.add_argument("--seconds", type=int, default=10)
     a.add_argument("--quick", action="store_true", help="16 clients, single rows only, no time-to-ready")
     a.add_argument("--only", nargs="*", help="services to run (default: all)")
+    a.add_argument("--docker-endpoint", action="store_true", help="also the docker target (its nginx endpoint beside its direct URL)")
     args = a.parse_args()
-    main(args.seconds, args.quick, args.only)
+    main(args.seconds, args.quick, args.only, args.docker_endpoint)
