@@ -38,6 +38,7 @@ class Target:
     name = "abstract"
     remote = False  # a cluster or cloud, whose own word (not an HTTP probe from here) says ready and serving
     supports_api_key = True  # the target's servers enforce nbdeploy's API key
+    access_control = "its own access control"  # what guards the endpoint where nbdeploy's API key does not
     def check_name(self, name: str) -> None: "Raise `InputError` if this target cannot use `name`; called before anything is recorded."
     def has_endpoint(self) -> bool: return False  # can it give a name a stable nginx endpoint (TLS, rate limits)
     def start(self, bento: bentoml.Bento, name: str, version: int, env: dict) -> dict: raise NotImplementedError
@@ -485,7 +486,7 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
 def served_key(t: Target, api_key: str | None) -> str | None:
     "The API key the servers will require: `api_key`, else $NBDEPLOY_API_KEY, where the target enforces one."
     if t.supports_api_key: return api_key or os.environ.get("NBDEPLOY_API_KEY")
-    if api_key: raise InputError(f"the {t.name} target does not enforce nbdeploy's API key (its own access control guards "
+    if api_key: raise InputError(f"the {t.name} target does not enforce nbdeploy's API key ({t.access_control} guards "
                                  "the endpoint); deploy without api_key=")
     return None
 

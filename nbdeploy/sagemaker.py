@@ -94,6 +94,7 @@ class SageMakerTarget(Target):
     "A SageMaker real-time endpoint per deployment name; one model + endpoint config per version."
     name, remote = "sagemaker", True
     supports_api_key = False  # IAM (SigV4) guards the endpoint; an nbdeploy API key would never be checked
+    access_control = "IAM (callers sign their requests with SigV4)"
     def __init__(self, name: str = "sagemaker", # the target's name in `deploy(..., target=)`
                  role: str | None = None, # IAM role ARN SageMaker assumes; default $NBDEPLOY_SAGEMAKER_ROLE
                  instance_type: str = "ml.m5.large", # instance type of the production variant

@@ -168,7 +168,7 @@ def test_an_api_key_is_refused_before_anything_is_recorded(aws, registry, iris_i
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setitem(TARGETS, "sagemaker", SageMakerTarget(role=ROLE, registry=registry, wait=30))
     retire.append("iris-smkey")
-    with pytest.raises(InputError, match="API key"):
+    with pytest.raises(InputError, match="API key.*IAM"):
         nd.deploy(bento, name="iris-smkey", target="sagemaker", api_key="s3cret")
     assert ledger.rows("iris-smkey") == []
     sm = boto3.client("sagemaker")
