@@ -43,7 +43,7 @@ def frame_for(chunk: pd.DataFrame, schema: dict):
         raise InputError(f"the input lacks column(s) {missing} the model needs; it has {list(chunk.columns)}")
     X = chunk[names]
     if not schema.get("frame", True): return X.to_numpy(dtype=float)
-    cats = {c["name"]: pd.CategoricalDtype(c["categories"]) for c in schema["columns"] if c.get("dtype") == "category"}
+    cats = {c["name"]: pd.CategoricalDtype(c.get("categories")) for c in schema["columns"] if c.get("dtype") == "category"}
     return X.astype(cats) if cats else X
 
 # %% ../nbs/53_batch.ipynb #99bbb1a3
