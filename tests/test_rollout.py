@@ -1,5 +1,4 @@
 """Rollouts that hold under pressure: leases, kills at every step, cross-target retirement, names, and status."""
-import os
 import signal
 import subprocess
 import sys
