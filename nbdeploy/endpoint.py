@@ -8,7 +8,7 @@ __all__ = ['DEFAULT_MAX_BODY', 'PLAIN_HTTP', 'LIMIT_BY', 'TIMEOUTS', 'UPSTREAM_I
            'edge_config', 'nginx_binary', 'nginx_available', 'Endpoint', 'LocalEndpoint', 'endpoint_containerfile',
            'endpoint_image', 'DockerEndpoint']
 
-# %% ../nbs/08_endpoint.ipynb #8b78b445
+# %% ../nbs/08_endpoint.ipynb #5d849562
 import hashlib, json, math, os, re, shutil, signal, socket, subprocess, time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -21,7 +21,7 @@ from .config import subdir
 from .errors import DeployError, InputError
 from .package import check_name
 
-# %% ../nbs/08_endpoint.ipynb #1fdc80fd
+# %% ../nbs/08_endpoint.ipynb #aee43fcb
 DEFAULT_MAX_BODY = 64 * 2**20  # bytes, when the deploy flow gives no body limit of its own
 PLAIN_HTTP, LIMIT_BY = ("refuse", "redirect"), ("key", "address")
 _RATE = re.compile(r"([1-9]\d{0,5})r/([sm])")
@@ -34,7 +34,7 @@ def endpoint_dir(name: str # a deployment name (checked: it cannot climb out of 
     d.mkdir(exist_ok=True)
     return d
 
-# %% ../nbs/08_endpoint.ipynb #695df015
+# %% ../nbs/08_endpoint.ipynb #99653c6c
 def _tls_pair(tls, name: str) -> dict:
     "The checked paths of a `(cert_path, key_path)` pair given as `tls=`."
     from cryptography import x509
@@ -53,7 +53,7 @@ def _tls_pair(tls, name: str) -> dict:
     if pub(k) != pub(crt): raise InputError(f"tls: the key {key} does not belong to the certificate {cert}")
     return {"cert": str(cert), "key": str(key), "ca": None}
 
-# %% ../nbs/08_endpoint.ipynb #090a017f
+# %% ../nbs/08_endpoint.ipynb #ee4a1384
 def _write_private(path: Path, data: bytes) -> None:
     "Write `data` to `path` readable by its owner only (0600), never briefly wider."
     path.unlink(missing_ok=True)
@@ -111,7 +111,7 @@ def self_signed(name: str, # deployment name: the certificates go under its endp
     (d/"ca.pem").write_bytes(ca.public_bytes(pem))
     return out  # the CA's key is never written: nothing can sign another certificate this CA vouches for
 
-# %% ../nbs/08_endpoint.ipynb #27fae38d
+# %% ../nbs/08_endpoint.ipynb #29d68443
 def endpoint_options(name: str, # deployment name
                      tls=None, # None for plain HTTP, (cert_path, key_path), or "self-signed"
                      plain_http: str = "refuse", # with tls: "refuse" plain HTTP (400), or "redirect" it (308, own port)
@@ -142,7 +142,7 @@ def endpoint_options(name: str, # deployment name
     return {"tls": t, "plain_http": plain_http, "rate_limit": m and f"{m[1]}r/{m[2]}", "burst": burst,
             "limit_by": limit_by, "max_body": max_body or DEFAULT_MAX_BODY}
 
-# %% ../nbs/08_endpoint.ipynb #4718a000
+# %% ../nbs/08_endpoint.ipynb #111ffd15
 TIMEOUTS = {"client_header_timeout": "10s", "client_body_timeout": "30s", "send_timeout": "60s",
             "keepalive_timeout": "65s", "proxy_connect_timeout": "5s", "proxy_send_timeout": "60s",
             "proxy_read_timeout": "300s"}
@@ -183,7 +183,7 @@ def _main(prefix: Path, role: str, error_log: str | None, user: str | None, http
                       _block("events", ["worker_connections 4096;"]),
                       _block("http", [temp, "server_tokens off; reset_timedout_connection on;", *http])]) + "\n"
 
-# %% ../nbs/08_endpoint.ipynb #925da3ef
+# %% ../nbs/08_endpoint.ipynb #843a0144
 def _client_keys(address: str = "$binary_remote_addr") -> str:
     "Maps from a request to its API key (a Bearer token or X-API-Key), its client key, and its request id."
     return "\n".join([
@@ -236,7 +236,7 @@ def router_config(name: str, # deployment name
     return f"# nbdeploy router of {name}, generation {int(generation)} (generated: edits are overwritten)\n" + \
         _main(Path(prefix), "router", error_log, user, http)
 
-# %% ../nbs/08_endpoint.ipynb #29354388
+# %% ../nbs/08_endpoint.ipynb #b2e33694
 LOG_FORMAT = ("'{\"time\":\"$time_iso8601\",\"request_id\":\"$nbd_request_id\",\"client\":\"$remote_addr\","
               "\"method\":\"$request_method\",\"path\":\"$uri\",\"status\":$status,\"bytes_in\":$request_length,"
               "\"bytes_out\":$bytes_sent,\"seconds\":$request_time,\"variant\":\"$upstream_http_x_nbdeploy_variant\","
@@ -300,7 +300,7 @@ def edge_config(name: str, # deployment name
         head += f"# tls {hashlib.sha256(pem).hexdigest()[:16]}\n"
     return head + _main(prefix, "edge", error_log, user, http + servers)
 
-# %% ../nbs/08_endpoint.ipynb #ecd68df4
+# %% ../nbs/08_endpoint.ipynb #714aadea
 def nginx_binary() -> str | None:
     "The host's nginx: `$NBDEPLOY_NGINX`, else `nginx` on PATH, else Debian's /usr/sbin/nginx."
     for p in (os.environ.get("NBDEPLOY_NGINX"), shutil.which("nginx"), "/usr/sbin/nginx"):
@@ -325,7 +325,7 @@ def _accepts(addr) -> bool:
         s.settimeout(2)
         return s.connect_ex(str(addr) if unix else ("127.0.0.1", addr)) == 0
 
-# %% ../nbs/08_endpoint.ipynb #37e8bdbb
+# %% ../nbs/08_endpoint.ipynb #7ffd24d9
 ROLES = ("router", "edge")  # started in this order: the edge reaches the router's socket
 ROTATE_BYTES = 64 * 2**20  # a local access log is moved aside past this size, at the next switch
 
@@ -385,7 +385,7 @@ class Endpoint:
     def _own(self, prefix: Path) -> None: pass
     def _rotate(self, prefix: Path) -> None: pass
 
-# %% ../nbs/08_endpoint.ipynb #d1da0b46
+# %% ../nbs/08_endpoint.ipynb #2f12195c
 def _switch(self, name: str, # deployment name
             upstream_port: int, # the port of the version to route to, on 127.0.0.1
             opts: dict | None = None, # `endpoint_options(...)`, as the ledger stores them ({} for the defaults)
@@ -406,15 +406,16 @@ def _switch(self, name: str, # deployment name
         edge = {**opts, "tls": self._stage_tls(prefix, opts.get("tls"))}
         confs = {"router": router_config(name, {"live": upstream_port}, prefix, sock, generation=gen, **kw),
                  "edge": edge_config(name, st["port"], edge, prefix, sock, plain_port=plain, **kw, **self._log_kw())}
-        for role in ROLES:
-            conf = prefix/f"{role}.conf"
-            if up[role] and conf.exists() and _config_body(conf.read_text()) == _config_body(confs[role]): continue
-            new = prefix/f"{role}.conf.new"
-            new.write_text(confs[role]); self._own(prefix)
-            self._test(name, new)
-            previous = conf.read_text() if conf.exists() else None
-            new.replace(conf)
-            try:
+        conf = {r: prefix/f"{r}.conf" for r in ROLES}
+        same = lambda r: up[r] and conf[r].exists() and _config_body(conf[r].read_text()) == _config_body(confs[r])
+        changed = [r for r in ROLES if not same(r)]
+        for role in changed:  # nginx checks every config before any is used
+            (prefix/f"{role}.conf.new").write_text(confs[role]); self._own(prefix)
+            self._test(name, prefix/f"{role}.conf.new")
+        previous, launched = {r: conf[r].read_text() for r in changed if conf[r].exists()}, []
+        try:
+            for role in changed:
+                (prefix/f"{role}.conf.new").replace(conf[role])
                 if up[role]:
                     old = self._accepting(name, st, role)
                     if role == "edge": self._rotate(prefix)
@@ -423,11 +424,14 @@ def _switch(self, name: str, # deployment name
                 else:
                     self._halt(name, st, role)  # whatever is left of one that crashed
                     if role == "router": sock.unlink(missing_ok=True)  # a killed nginx leaves its socket file behind
-                    self._launch(name, st, role)
+                    self._launch(name, st, role); launched.append(role)
+                    self._save(name, {**st, "upstreams": {"live": upstream_port}})  # findable if this caller dies now
                     self._await_start(name, st, role, sock if role == "router" else st["port"])
-            except BaseException:
-                if previous is not None: conf.write_text(previous)
-                raise
+        except BaseException:
+            for role, text in previous.items(): conf[role].write_text(text)
+            for role in launched: self._halt(name, st, role)  # nothing half-started stays behind
+            self._save(name, st)
+            raise
         st.update(upstreams={"live": upstream_port}, generation=gen, tls=bool(opts.get("tls")), plain_port=plain,
                   opts=opts, runner=self.runner, switched_at=time.time())
         self._save(name, st)
@@ -475,7 +479,7 @@ def _stage_tls(self, prefix: Path, tls: dict | None) -> dict | None:
 Endpoint.switch, Endpoint.remove, Endpoint._stage_tls = _switch, _remove, _stage_tls
 Endpoint._await_start, Endpoint._await_reload = _await_start, _await_reload
 
-# %% ../nbs/08_endpoint.ipynb #5eaaeb4f
+# %% ../nbs/08_endpoint.ipynb #70eb5758
 class LocalEndpoint(Endpoint):
     "The endpoint as the host's nginx: processes in a session of their own (they outlive the notebook), stopped by pid."
     runner = "local"
@@ -563,7 +567,7 @@ class LocalEndpoint(Endpoint):
         p = endpoint_dir(name)/self.runner/"logs"
         return "\n".join(filter(None, [tail_of(p/"error.log", tail), tail_of(p/"access.log", tail)]))
 
-# %% ../nbs/08_endpoint.ipynb #19060abe
+# %% ../nbs/08_endpoint.ipynb #4e5ffb21
 ENDPOINT_IMAGE = "nbdeploy/endpoint"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
@@ -603,7 +607,7 @@ def endpoint_image(base: str | None = None, # the base image; default `nd.base_i
     stream_build(client, desc="endpoint image (nginx)", fileobj=ctx, custom_context=True, tag=tag, network_mode="host")
     return tag
 
-# %% ../nbs/08_endpoint.ipynb #a8c7334d
+# %% ../nbs/08_endpoint.ipynb #9d43a6a6
 class DockerEndpoint(Endpoint):
     "The endpoint as two nginx containers (edge, router) from nbdeploy's own image, on the host's loopback."
     runner = "docker"

@@ -133,6 +133,19 @@ def test_a_refused_switch_keeps_the_route(ep, upstream, tmp_path):
     assert e.url(name) == url and requests.get(f"{url}/x", timeout=10).status_code == 200
 
 
+def test_a_refused_first_switch_leaves_no_nginx_running(ep, upstream, tmp_path):
+    e, name = ep
+    pair = self_signed(name)
+    bad = tmp_path / "cert.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    opts = endpoint_options(name, tls=(pair["cert"], pair["key"]))
+    with pytest.raises(DeployError, match="nginx refused"):  # the router's config is fine, the edge's is not
+        e.switch(name, upstream(), {**opts, "tls": {**opts["tls"], "cert": str(bad)}})
+    prefix = str(endpoint_dir(name) / "local")
+    left = [p.pid for p in psutil.process_iter() if prefix in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [] and e.url(name) is None
+
+
 def test_endpoint_outlives_its_caller_and_stops_by_its_pids(ep, upstream):
     e, name = ep
     url = e.switch(name, upstream())
