@@ -269,16 +269,21 @@ def edge_config(name: str, # deployment name
            "proxy_hide_header X-Request-ID; proxy_hide_header X-Nbdeploy-Variant;",
            "proxy_hide_header X-Nbdeploy-Upstream;",
            *(f"{k} {v};" for k, v in TIMEOUTS.items() if k.startswith("proxy_"))]
-    named = {"@nbd_413": _answer(413, {"error": f"request body over {max_body} bytes", "limit_bytes": max_body}),
+    too_large = {"type": "too_large", "loc": ["body"], "msg": f"a request body may have at most {max_body} bytes"}
+    named = {"@nbd_413": _answer(413, {"error": f"request body over {max_body} bytes", "limit_bytes": max_body,
+                                       "detail": [too_large]}),
              "@nbd_upstream": _answer(502, {"error": f"the router of {name} did not answer; see the endpoint logs"})}
     if rate:
         burst = opts.get("burst")
         burst = math.ceil(_rate(rate)) if burst is None else int(burst)
         loc.append(f"limit_req zone=nbd_rate{f' burst={burst} nodelay' if burst else ''}; limit_req_status 429; "
                    "limit_req_log_level warn;")
-        named["@nbd_429"] = _answer(429, {"error": f"rate limit of {rate} exceeded; retry later"},
+        named["@nbd_429"] = _answer(429, {"error": f"rate limit of {rate} exceeded; retry later", "detail": [
+                                    {"type": "rate_limited", "loc": ["request"],
+                                     "msg": f"at most {rate} per {opts['limit_by']}"}]},
                                     {"Retry-After": max(1, math.ceil(1 / _rate(rate)))})
-    if tls: named["@nbd_plain"] = _answer(400, {"error": "this endpoint speaks HTTPS only: use https://"})
+    if tls: named["@nbd_plain"] = _answer(400, {"error": "this endpoint speaks HTTPS only: use https://", "detail": [
+        {"type": "https_required", "loc": ["url", "scheme"], "msg": "send the request over https://"}]})
     srv = [f"listen 127.0.0.1:{int(port)}{' ssl' if tls else ''};", "server_name _;",
            *(f"{k} {v};" for k, v in TIMEOUTS.items() if not k.startswith("proxy_")),
            f"client_max_body_size {max_body}; client_body_buffer_size 128k; large_client_header_buffers 4 16k;",

@@ -21,7 +21,7 @@ def stop_everything_at_the_end():
     import nbdeploy as nd
     from nbdeploy import ledger
     for row in ledger.rows():
-        if row["status"] in ("serving", "starting"):
+        if row["status"] in ("serving", "starting", "dead"):  # a dead version may leave its endpoint running
             try: nd.Deployment(row["name"], row["version"]).stop()
             except Exception as e: print(f"could not stop {row['name']} v{row['version']}: {e}")
 

@@ -1,6 +1,5 @@
 """Containers on a real Docker engine: base images, nbdeploy's own image, the docker target, swaps with a client polling."""
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ from nbdeploy.deploy import register_target
 from nbdeploy.errors import DeployError, PackagingError
 from nbdeploy.images import IMAGE_CA_PATH, base_image, engine
 from tests.docker_fixtures import SCRIPT, endpoint_container, iris_model, locked_down, make_bento
+from tests.load import half_open
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 BENCH = ARTIFACTS / "docker_bench.json"
@@ -228,14 +228,8 @@ def test_endpoint_takes_chunked_bodies_limits_size_and_outlasts_half_open_client
         r = requests.post(f"{url}/predict", data=big, headers={"Content-Type": "application/json"}, timeout=60)
         took = time.monotonic() - t0
         assert r.status_code == 413 and r.json()["limit_bytes"] < len(big), r.text[:300]
-        port, held = int(url.rsplit(":", 1)[1]), []
+        held = half_open(int(url.rsplit(":", 1)[1]))
         try:
-            for i in range(300):
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                head = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
-                s.sendall(head + b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{" if i % 2
-                          else head + b"Content-Le")  # half a body, or half the headers
-                held.append(s)
             t1 = time.monotonic()
             one = {"inputs": X.head(1).to_dict("records")}
             with requests.Session() as c:
