@@ -347,11 +347,14 @@ class Endpoint:
         return p
 
     def socket(self, name: str) -> Path:
-        "The router's unix socket (under 108 bytes, which the kernel allows)."
+        "The router's unix socket (its path under 108 bytes, which the kernel allows)."
         s = self.prefix(name)/"router.sock"
-        if len(str(s)) > 100: raise DeployError(f"the endpoint socket path {s} is too long for a unix socket: "
-                                                 "set NBDEPLOY_HOME to a shorter folder")
-        return s
+        return s if len(str(s)) <= 100 else self.short_socket(name, s)
+
+    def short_socket(self, name: str, s: Path) -> Path:
+        "A short path to socket `s` when its own is too long; this runner has none."
+        raise DeployError(f"the endpoint socket path {s} is too long for a unix socket: set NBDEPLOY_HOME to a "
+                          "shorter folder")
 
     def state(self, name: str) -> dict:
         "What this runner recorded for `name` ({} if nothing)."
@@ -488,6 +491,17 @@ Endpoint._await_start, Endpoint._await_reload = _await_start, _await_reload
 class LocalEndpoint(Endpoint):
     "The endpoint as the host's nginx: processes in a session of their own (they outlive the notebook), stopped by pid."
     runner = "local"
+
+    def short_socket(self, name: str, s: Path) -> Path:
+        "`s` reached through a short symlink to its folder, under the temporary folder (a deep NBDEPLOY_HOME)."
+        import tempfile
+        base = Path(tempfile.gettempdir())/f"nbdeploy-{os.getuid()}"
+        base.mkdir(mode=0o700, exist_ok=True)
+        link = base/hashlib.sha256(str(s.parent).encode()).hexdigest()[:16]
+        if not (link.is_symlink() and link.readlink() == s.parent):
+            link.unlink(missing_ok=True)
+            link.symlink_to(s.parent, target_is_directory=True)
+        return link/s.name
 
     def _nginx(self) -> str:
         b = nginx_binary()

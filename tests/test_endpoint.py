@@ -319,3 +319,15 @@ def test_rate_limit_by_address_counts_every_key_together(ep, upstream):
     t.start(); paced(url, "key-b", 40, 3, b, 2); t.join()
     assert a.get(429, 0) > 0 and b.get(429, 0) > 0
     assert (a.get(200, 0) + b.get(200, 0)) / max(a["seconds"], b["seconds"]) <= 10 * 1.1 + 1
+
+
+def test_a_deep_nbdeploy_home_still_gets_an_endpoint(upstream, tmp_path, monkeypatch):
+    "A home whose router socket path passes the kernel's 108 bytes reaches it through a short symlink."
+    monkeypatch.setenv("NBDEPLOY_HOME", str(tmp_path / ("deep-" * 20)))
+    e, name = LocalEndpoint(), "deep"
+    assert len(str(e.prefix(name) / "router.sock")) > 108
+    try:
+        url = e.switch(name, upstream())
+        assert requests.get(f"{url}/x", timeout=10).status_code == 200
+    finally: e.remove(name)
+    assert e.url(name) is None
