@@ -25,7 +25,7 @@ def ip():
 
 def test_load_ext_nbdeploy_registers_the_magic():
     if not hasattr(nd, "load_ipython_extension"):
-        pytest.skip("nbdeploy does not re-export load_ipython_extension yet (nbs/20_api.ipynb): `%load_ext nbdeploy.magic` works")
+        pytest.skip("nbdeploy does not re-export load_ipython_extension yet (nbs/80_api.ipynb): `%load_ext nbdeploy.magic` works")
     shell = InteractiveShell.instance()
     assert shell.run_cell("%load_ext nbdeploy").success and "deploy" in shell.magics_manager.magics["line"]
 

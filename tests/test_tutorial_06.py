@@ -21,7 +21,7 @@ def outputs(nb) -> str:
 
 def test_tutorial_06_runs(tmp_path):
     assert hasattr(nd, "load_ipython_extension"), \
-        "`%load_ext nbdeploy` needs `from nbdeploy.magic import load_ipython_extension` in nbs/20_api.ipynb"
+        "`%load_ext nbdeploy` needs `from nbdeploy.magic import load_ipython_extension` in nbs/80_api.ipynb"
     out = ARTIFACTS / "06_sidebar_and_magic.out.ipynb"
     pm.execute_notebook(str(NB), str(out), parameters=dict(name="heart-magic-pm", n_estimators=20),
                         kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
