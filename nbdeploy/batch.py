@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeployError, InputError
-from .widgets import progress_bar
+from .progress import progress_bar
 from .package import load_model
 
 # %% ../nbs/60_batch.ipynb #fe321005

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .errors import InputError
-from .widgets import progress_bar
+from .progress import progress_bar
 from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs)
 from .check_metrics import (task_metrics, baseline_metrics, primary_metric, calibration, merge_thresholds, judge, model_classes)
 from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows, fig_to_b64, new_figure

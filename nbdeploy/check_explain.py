@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
-from .widgets import progress_bar
+from .progress import progress_bar
 
 # %% ../nbs/13_check_explain.ipynb #f9795c9b
 def is_numeric(s:pd.Series) -> bool:

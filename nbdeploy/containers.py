@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['APP_USER', 'APP_UID', 'APP_HOME', 'BENTO_DIR', 'VENV', 'containerfile', 'get_bento', 'requirements_of',
            'image_python', 'wheelhouse', 'kernel_versions', 'version_diff', 'verify_image', 'image_labels', 'image_tag',
-           'containerize']
+           'containerize', 'ensure_image']
 
 # %% ../nbs/31_containers.ipynb #2fb1d821
 import hashlib, json, os, shutil, subprocess, sys, tempfile, time
@@ -202,3 +202,13 @@ def containerize(bento, # a `bentoml.Bento` (from `nd.package`) or its tag
                      labels=image_labels(bento), network_mode="none" if offline else "host")
     if verify: verify_image(tag, reqs)
     return tag
+
+# %% ../nbs/31_containers.ipynb #208c3791
+def ensure_image(bento: bentoml.Bento) -> str:
+    "The image of `bento`, built if the engine does not have it yet."
+    tag = image_tag(bento)
+    try:
+        if engine().images.get(tag).labels.get("org.nbdeploy.bento") == str(bento.tag): return tag
+    except ImageNotFound: pass
+    return containerize(bento, tag=tag)
+

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from .config import subdir
+from .config import free_port, subdir, tail_of
 from .errors import DeployError, InputError
 from .package import check_name
 
@@ -399,7 +399,6 @@ def _switch(self, name: str, # deployment name
             opts: dict | None = None, # `endpoint_options(...)`, as the ledger stores them ({} for the defaults)
            ) -> str:
     "Route `name`'s stable endpoint to 127.0.0.1:`upstream_port`, starting it if need be; the stable URL, once live."
-    from nbdeploy.deploy import free_port
     opts, upstream_port = opts or {}, int(upstream_port)
     if not _accepts(upstream_port):
         raise DeployError(f"nothing listens on 127.0.0.1:{upstream_port}: the endpoint of {name} keeps its route")
@@ -582,7 +581,6 @@ class LocalEndpoint(Endpoint):
 
     def logs(self, name: str, tail: int = 50) -> str:
         "The last lines of the endpoint's error log and access log."
-        from nbdeploy.deploy import tail_of
         p = endpoint_dir(name)/self.runner/"logs"
         return "\n".join(filter(None, [tail_of(p/"error.log", tail), tail_of(p/"access.log", tail)]))
 

@@ -17,7 +17,7 @@ import pandas as pd
 import nbdeploy as nd
 from .deploy import TARGETS
 from .errors import InputError, NbdeployError
-from .widgets import progress_style
+from .progress import progress_style
 
 # %% ../nbs/71_faces.ipynb #939346bb
 def user_namespace() -> dict:

@@ -14,7 +14,7 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 
 from .errors import DeployError, PackagingError
-from .widgets import progress_bar
+from .progress import progress_bar
 
 # %% ../nbs/30_images.ipynb #0ded52d9
 ENGINE_HELP = ("Start one: as root run `scripts/docker-engine.sh` from the nbdeploy repository (it installs "

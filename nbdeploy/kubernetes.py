@@ -273,7 +273,7 @@ class KubernetesTarget(Target):
 # %% ../nbs/44_kubernetes.ipynb #4d478b03
 def _image(self, bento: bentoml.Bento) -> str:
     "The image reference the cluster pulls for `bento`: pushed to `registry` when one is set."
-    from nbdeploy.docker_target import ensure_image
+    from nbdeploy.containers import ensure_image
     from nbdeploy.registry import push
     image = ensure_image(bento)
     return push(image, registry=self.registry) if self.registry else image

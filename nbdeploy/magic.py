@@ -18,7 +18,8 @@ from IPython.display import display
 import nbdeploy as nd
 from .errors import CheckFailed, NbdeployError
 from .faces import deploy_names
-from .widgets import card, in_notebook
+from .progress import in_notebook
+from .widgets import card
 
 # %% ../nbs/72_magic.ipynb #ade0dbeb
 USAGE = """usage:

@@ -11,7 +11,7 @@ import re
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from .errors import DeployError, InputError
-from .widgets import progress_bar
+from .progress import progress_bar
 from .images import engine
 
 # %% ../nbs/32_registry.ipynb #b7d6c47a

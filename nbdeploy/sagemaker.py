@@ -124,7 +124,7 @@ class SageMakerTarget(Target):
 # %% ../nbs/45_sagemaker.ipynb #e4fd360e
 def _push(self, bento: bentoml.Bento, name: str) -> str:
     "Build the SageMaker image of `bento`, push it to ECR (or `registry`); the pushed reference."
-    from nbdeploy.docker_target import ensure_image
+    from nbdeploy.containers import ensure_image
     image = sagemaker_image(ensure_image(bento))
     ecr = self.client("ecr")
     repository = f"nbdeploy/{sm_name(name).lower()}"

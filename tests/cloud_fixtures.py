@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from nbdeploy.deploy import free_port
+from nbdeploy.config import free_port
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from jupyter_server.auth import Authorizer
 
-from nbdeploy.deploy import free_port
+from nbdeploy.config import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from sklearn.preprocessing import OneHotEncoder
 from nbdeploy.batch import batch
 from nbdeploy.errors import InputError
 from nbdeploy.package import package
-from nbdeploy.widgets import progress_style
+from nbdeploy.progress import progress_style
 
 
 def _data(n=3000, seed=0):

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from nbdeploy.deploy import free_port
+from nbdeploy.config import free_port
 from nbdeploy.endpoint import LocalEndpoint, endpoint_dir, endpoint_options, nginx_available, self_signed
 from nbdeploy.errors import DeployError
 from tests.load import half_open

@@ -37,7 +37,7 @@ import yaml
 
 import nbdeploy.kubernetes as k8s
 from nbdeploy import ledger
-from nbdeploy.deploy import free_port
+from nbdeploy.config import free_port
 from nbdeploy.errors import DeployError, InputError
 from tests.docker_fixtures import wait_serving
 

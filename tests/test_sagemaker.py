@@ -14,7 +14,7 @@ import requests
 
 import nbdeploy as nd
 from nbdeploy import ledger
-from nbdeploy.deploy import free_port
+from nbdeploy.config import free_port
 from nbdeploy.errors import DeployError, InputError
 from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, sm_name
 from tests.docker_fixtures import iris_model, wait_serving

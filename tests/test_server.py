@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from nbdeploy import ledger
-from nbdeploy.deploy import free_port
+from nbdeploy.config import free_port
 from tests.conftest import ARTIFACTS
 from tests.jupyter_fixtures import jupyter
 
