@@ -12,7 +12,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
-from nbdeploy.check import check
+from nbdeploy.checker import check
 
 
 def frame(n, seed=0):

@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from nbdeploy.containers import containerize
 from nbdeploy.images import base_image, engine
-from nbdeploy.package import package
+from nbdeploy.packager import package
 
 
 def timed(f, *a, **kw):

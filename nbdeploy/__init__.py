@@ -9,14 +9,14 @@ __all__ = []
 # %% ../nbs/80_api.ipynb #5f8b8317
 from . import config as config
 from .errors import CheckFailed, DeployError, InputError, NbdeployError, NotFoundError, PackagingError
-from .check import Report, check
-from .package import package, load_model
+from .checker import Report, check
+from .packager import package, load_model
 from .images import base_image
 from .containers import containerize
-from .deploy import Deployment, deploy, deployment, deployments, register_target, rollback, stop
+from .deployer import Deployment, deploy, deployment, deployments, register_target, rollback, stop
 from . import docker_target as docker_target  # registers target="docker"
 from .registry import push
 from .kubernetes import KubernetesTarget, manifests  # registers target="kubernetes"
 from .sagemaker import SageMakerTarget  # registers target="sagemaker"
-from .batch import batch
+from .scorer import batch
 from .magic import load_ipython_extension  # %load_ext nbdeploy

@@ -14,7 +14,7 @@ import joblib
 import pandas as pd
 import yaml
 from .errors import InputError, NbdeployError
-from .check import check
+from .checker import check
 
 # %% ../nbs/17_check_cli.ipynb #9aac7904
 def parser() -> argparse.ArgumentParser:
@@ -61,7 +61,7 @@ def load_model(path:str):
 def bento_model(tag:str):
     "The hash-verified model packed in the Bento `tag`."
     import bentoml
-    from nbdeploy.package import load_model as load_packed
+    from nbdeploy.packager import load_model as load_packed
     try: return load_packed(bentoml.get(tag))
     except bentoml.exceptions.NotFound as e:
         raise InputError(f"no Bento {tag!r} in the store (BENTOML_HOME); `bentoml list` shows what is there") from e

@@ -14,7 +14,7 @@ from docker.types import LogConfig
 
 from .config import free_port, subdir, tail_of
 from .containers import APP_HOME, APP_UID, ensure_image
-from .deploy import Target, register_target
+from .deployer import Target, register_target
 from .endpoint import DockerEndpoint
 from .errors import DeployError
 from .images import engine

@@ -19,7 +19,7 @@ import psutil
 
 from .config import free_port, subdir, tail_of
 from .errors import DeployError, InputError
-from .package import check_name
+from .packager import check_name
 
 # %% ../nbs/41_endpoint.ipynb #aee43fcb
 DEFAULT_MAX_BODY = 64 * 2**20  # bytes, when the deploy flow gives no body limit of its own

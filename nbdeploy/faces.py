@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 import nbdeploy as nd
-from .deploy import TARGETS
+from .deployer import TARGETS
 from .errors import InputError, NbdeployError
 from .progress import progress_style
 

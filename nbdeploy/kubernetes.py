@@ -16,7 +16,7 @@ import yaml
 
 from . import ledger
 from .containers import APP_UID, image_tag
-from .deploy import Target, handle_of, register_target
+from .deployer import Target, handle_of, register_target
 from .errors import DeployError, InputError
 
 # %% ../nbs/44_kubernetes.ipynb #b1145e5e

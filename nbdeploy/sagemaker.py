@@ -13,7 +13,7 @@ import bentoml
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, EndpointConnectionError
 
-from .deploy import Target, handle_of, register_target
+from .deployer import Target, handle_of, register_target
 from .errors import DeployError, InputError
 from .images import _build_context, engine, stream_build
 from .registry import push, split_image

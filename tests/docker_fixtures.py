@@ -26,7 +26,7 @@ def _engine_answers() -> bool:
 
 def wait_serving(container, url: str, timeout: float = 90) -> None:
     "Return once `url`/readyz answers 200; fail with the container's log if it stops running or time runs out."
-    from nbdeploy.deploy import wait_ready
+    from nbdeploy.deployer import wait_ready
     from nbdeploy.errors import DeployError
     def running():
         container.reload()
@@ -112,7 +112,7 @@ def iris_model(n_estimators=10, seed=0):
 
 def make_bento(name="iris", n_estimators=10, seed=0):
     "A real Bento from nbdeploy's own `package`, for a freshly fitted iris forest."
-    from nbdeploy.package import package
+    from nbdeploy.packager import package
     model, X, _ = iris_model(n_estimators, seed)
     return package(model, name=name, sample=X)
 

@@ -9,9 +9,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from nbdeploy.batch import batch
+from nbdeploy.scorer import batch
 from nbdeploy.errors import InputError
-from nbdeploy.package import package
+from nbdeploy.packager import package
 from nbdeploy.progress import progress_style
 
 
@@ -40,7 +40,7 @@ def spark():
     "One local Spark session for the module; stopped at the end (its JVM by the PID pyspark recorded)."
     pytest.importorskip("pyspark")
     if not shutil.which("java"): pytest.skip("Spark needs a Java runtime: apt-get install -y openjdk-17-jre-headless")
-    from nbdeploy.batch import spark_session, stop_spark
+    from nbdeploy.scorer import spark_session, stop_spark
     s = spark_session("local[2]")
     yield s
     stop_spark(s)

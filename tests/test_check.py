@@ -23,7 +23,7 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklego.datasets import load_arrests, load_hearts
 
-from nbdeploy.check import Report, check
+from nbdeploy.checker import Report, check
 from nbdeploy.check_explain import focus
 from nbdeploy.errors import InputError
 

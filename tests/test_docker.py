@@ -14,7 +14,7 @@ import nbdeploy.docker_target  # registers target="docker"
 from nbdeploy import containers, ledger
 from nbdeploy.containers import containerize, verify_image
 from nbdeploy.docker_target import DockerTarget, endpoint
-from nbdeploy.deploy import register_target
+from nbdeploy.deployer import register_target
 from nbdeploy.errors import DeployError, PackagingError
 from nbdeploy.images import IMAGE_CA_PATH, base_image, engine
 from tests.docker_fixtures import SCRIPT, endpoint_container, iris_model, locked_down, make_bento

@@ -388,7 +388,7 @@ def test_stop_finds_a_version_without_a_handle(stub, tmp_path, retire):
 def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire, monkeypatch):
     "gone() is confirmed by the cluster's objects; a Deployment with 0 available pods is unhealthy, not gone."
     import nbdeploy as nd
-    from nbdeploy.deploy import TARGETS
+    from nbdeploy.deployer import TARGETS
     retire.append("iris-gone")
     t = _target(stub, tmp_path, {"b1": "r:5000/iris:v1", "b2": "r:5000/iris:v2", "bad": "r:5000/iris:broken"})
     monkeypatch.setitem(TARGETS, "kubernetes", t)
@@ -423,7 +423,7 @@ def test_gone_only_when_no_pods_of_the_version_are_left(stub, tmp_path, retire, 
                     reason="nd.deploy's rollout does not call a target's own wait_ready yet")
 def test_nd_deploy_and_rollback_on_kubernetes(stub, tmp_path, iris_image, monkeypatch, retire):
     import nbdeploy as nd
-    from nbdeploy.deploy import TARGETS
+    from nbdeploy.deployer import TARGETS
     bento, tag, _ = iris_image
     t = k8s.KubernetesTarget(kubeconfig=stub.kubeconfig(tmp_path/"kubeconfig"), namespace="models", wait=10)
     monkeypatch.setitem(TARGETS, "kubernetes", t)

@@ -131,7 +131,7 @@ def test_an_interrupted_deploy_leaves_the_previous_version_serving(monkeypatch):
     v1 = nd.deploy(churn_pipeline(df, y, 5), name="interrupted", sample=df)
 
     def interrupt(*a, **k): raise KeyboardInterrupt
-    monkeypatch.setattr(sys.modules["nbdeploy.deploy"], "wait_ready", interrupt)
+    monkeypatch.setattr("nbdeploy.deployer.wait_ready", interrupt)
     with pytest.raises(KeyboardInterrupt):
         nd.deploy(churn_pipeline(df, y, 6), name="interrupted", sample=df)
     rows = {r["version"]: r for r in ledger.rows("interrupted")}

@@ -16,7 +16,7 @@ from nbdeploy.config import home
 from nbdeploy.errors import LedgerError
 from tests.models import churn_frame, churn_pipeline
 
-D = sys.modules["nbdeploy.deploy"]  # the module: `nbdeploy.deploy` the attribute is the function
+import nbdeploy.deployer as D
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ KILLER = textwrap.dedent("""
     import os, signal, sys
     import nbdeploy as nd
     from nbdeploy import ledger
-    D = sys.modules["nbdeploy.deploy"]
+    import nbdeploy.deployer as D
     tag, point = sys.argv[1], sys.argv[2]
     def die(): os.kill(os.getpid(), signal.SIGKILL)
     def after(owner, attr, hit):

@@ -162,7 +162,7 @@ def test_gone_and_stop_without_a_handle_against_moto(aws, registry, iris_image, 
 
 def test_an_api_key_is_refused_before_anything_is_recorded(aws, registry, iris_image, monkeypatch, retire):
     "Issue 13 item 16: IAM guards a SageMaker endpoint; a key it would never check is refused, not recorded as auth=1."
-    from nbdeploy.deploy import TARGETS
+    from nbdeploy.deployer import TARGETS
     bento, _, _ = iris_image
     assert SageMakerTarget.supports_api_key is False
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -178,13 +178,13 @@ def test_an_api_key_is_refused_before_anything_is_recorded(aws, registry, iris_i
 def rollout_uses_target_gate() -> bool:
     "Whether nd.deploy's rollout waits with a target's own `wait_ready` (needed for targets without a reachable /readyz)."
     import importlib, inspect
-    return "t.wait_ready(" in inspect.getsource(importlib.import_module("nbdeploy.deploy").rollout)
+    return "t.wait_ready(" in inspect.getsource(importlib.import_module("nbdeploy.deployer").rollout)
 
 
 @pytest.mark.skipif(not rollout_uses_target_gate(), reason="nd.deploy's rollout does not call a target's own wait_ready yet")
 def test_nd_deploy_on_sagemaker(aws, registry, iris_image, monkeypatch, retire):
     import nbdeploy as nd
-    from nbdeploy.deploy import TARGETS
+    from nbdeploy.deployer import TARGETS
     bento, _, _ = iris_image
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setitem(TARGETS, "sagemaker", SageMakerTarget(role=ROLE, registry=registry, wait=30))
