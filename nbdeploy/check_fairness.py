@@ -11,7 +11,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, selection_rate, true_positive_rate, false_positive_rate, false_negative_rate
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from .check_metrics import judge
-from .check_explain import fig_to_b64, new_figure
+from .plots import fig_to_b64, new_figure
 
 # %% ../nbs/14_check_fairness.ipynb #ef359c63
 def _mean_pred(y_true, y_pred) -> float:

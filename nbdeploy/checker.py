@@ -20,7 +20,8 @@ from .errors import InputError
 from .progress import progress_bar
 from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs)
 from .check_metrics import (task_metrics, baseline_metrics, primary_metric, calibration, merge_thresholds, judge, model_classes)
-from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows, fig_to_b64, new_figure
+from .plots import data_uri, fig_to_b64, new_figure
+from .check_explain import shap_explain, importance, shap_plot, lime_explain, pick_rows
 from .check_fairness import fairness, fairness_plot
 from .check_robust import (noise_stability, missing_robustness, unseen_categories, data_checks, latency, model_size_mb, package_versions)
 
@@ -128,7 +129,7 @@ def _table(rows:list, cols:list|None=None) -> str:
 
 def _img(b64:str|None, alt:str) -> str:
     "An embedded PNG."
-    return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='data:image/png;base64,{b64}'/>" if b64 else ""
+    return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='{data_uri(b64)}'/>" if b64 else ""
 
 # %% ../nbs/16_checker.ipynb #967d59d3
 def _metric_rows(self) -> list:
