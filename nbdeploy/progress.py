@@ -7,6 +7,7 @@ __all__ = ['STYLE', 'BARS', 'progress_style', 'in_notebook', 'on_terminal', 'cho
            'NoBar', 'register_bar', 'bar_for', 'progress']
 
 # %% ../nbs/03_progress.ipynb #39d422e9
+import importlib.util
 import sys
 import time
 from contextlib import contextmanager
@@ -27,9 +28,8 @@ def progress_style(style: str | None # "widget", "text", "tqdm", "none", or None
 
 def in_notebook() -> bool:
     "Running in a Jupyter kernel (where widgets can be shown) with ipywidgets installed?"
-    try:
-        from IPython import get_ipython
-        import ipywidgets  # noqa: F401
+    if importlib.util.find_spec("ipywidgets") is None: return False
+    try: from IPython import get_ipython
     except ImportError: return False
     ip = get_ipython()
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
