@@ -58,7 +58,9 @@ class DockerTarget(Target):
                 ):
         self.name, self.memory, self.restart_retries, self.cpus, self.pids = name, memory, restart_retries, cpus, pids
 
-    def has_endpoint(self) -> bool: return True
+    def endpoint(self) -> DockerEndpoint:
+        "The name's endpoint: nginx edge and router containers on the host's loopback."
+        return DockerEndpoint()
 
     def _container(self, handle):
         "The container with id `handle`, or None if it is gone."
@@ -134,24 +136,16 @@ def _stop(self, row: dict) -> None:
         _log_file(row).write_text(c.logs().decode(errors="replace") + (f"\n{note}\n" if note else ""))
         c.remove(force=True)
     (subdir("secrets")/f"{row['name']}-v{row['version']}.key").unlink(missing_ok=True)
-    ep = DockerEndpoint()
-    if row.get("port") and ep.upstream(row["name"]) == int(row["port"]): ep.remove(row["name"])
+    self._unroute(row)
 
 DockerTarget.stop = _stop
 
 # %% ../nbs/43_docker_target.ipynb #f2b0bd9a
-def _promote(self, row: dict) -> dict:
-    "Route the stable endpoint of `row['name']` to this version; {'url': the stable URL}."
-    opts = json.loads(row.get("endpoint") or "null") or {}  # as the deploy recorded them
-    return {"url": DockerEndpoint().switch(row["name"], int(row["port"]), opts)}
-
 def endpoint(name: str, # deployment name
             ) -> str | None:
     "The stable URL of a deployment on the docker target (it follows every swap and rollback), or None."
     return DockerEndpoint().url(name)
 
-DockerTarget.promote = _promote
-DockerTarget.endpoint = staticmethod(endpoint)
 
 # %% ../nbs/43_docker_target.ipynb #c496d0cc
 register_target(DockerTarget())
