@@ -22,14 +22,15 @@ import numpy as np
 import pandas as pd
 import psutil
 import requests
+from fastcore.basics import patch
 
 from . import ledger
 from .config import bentoml_home, free_port, subdir, tail_of
 from .endpoint import Endpoint, LocalEndpoint, endpoint_options, nginx_available
 from .errors import CheckFailed, DeployError, InputError, NotFoundError
 from .packager import check_name, package, verify
-from .schema import to_rows
 from .progress import progress
+from .schema import to_rows
 
 # %% ../nbs/42_deployer.ipynb #18331d41
 class Target:
@@ -98,7 +99,6 @@ def get_target(name: str) -> Target:
     "The registered target called `name`."
     if name not in TARGETS: raise InputError(f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}")
     return TARGETS[name]
-
 
 # %% ../nbs/42_deployer.ipynb #d79b717e
 LOG_PIPE = """import logging, logging.handlers, sys
@@ -334,7 +334,8 @@ class Deployment:
     def __repr__(self): return f"Deployment({self.name!r}, version={self.version}, target={self.target!r}, url={self.url!r}, status={self.row['status']!r})"
 
 # %% ../nbs/42_deployer.ipynb #264ec036
-def _status(self, record: bool = True # write a confirmed death into the ledger
+@patch
+def status(self: Deployment, record: bool = True # write a confirmed death into the ledger
            ) -> str:
     "The version's status: serving, unhealthy, dead, or the ledger's word (stopped, retired, failed, ...)."
     row = self.row
@@ -349,21 +350,22 @@ def _status(self, record: bool = True # write a confirmed death into the ledger
     except requests.RequestException: ok = False
     return "serving" if ok else "unhealthy"
 
-def _stop(self) -> None:
+@patch
+def stop(self: Deployment) -> None:
     "Stop this version and record it as stopped."
     with ledger.lease(self.name, "stop"):
         row = self.row
         get_target(row["target"]).stop(row)
         if row["status"] in ("serving", "starting", "dead"): ledger.update(self.name, self.version, "stopped", status="stopped")
 
-def _logs(self, tail: int = 100) -> str:
+@patch
+def logs(self: Deployment, tail: int = 100) -> str:
     "The last lines the server wrote."
     return get_target(self.target).logs(self.row, tail)
 
-Deployment.status, Deployment.stop, Deployment.logs = _status, _stop, _logs
-
 # %% ../nbs/42_deployer.ipynb #2bf2c269
-def _call(self, route: str, X) -> dict:
+@patch
+def _call(self: Deployment, route: str, X) -> dict:
     "POST `X` to `route`, in chunks of the service's row limit; the JSON answers."
     meta = self.metadata()
     rows = to_rows(X, meta["input_schema"])
@@ -377,7 +379,8 @@ def _call(self, route: str, X) -> dict:
         out.append(r.json())
     return out
 
-def _metadata(self) -> dict:
+@patch
+def metadata(self: Deployment) -> dict:
     "The service's `/metadata`: name, Bento, input schema, readiness verdict, card."
     if self._schema is None:
         r = requests.get(f"{self.url}/metadata", headers=self.headers(), timeout=10, verify=self.verify())
@@ -386,17 +389,17 @@ def _metadata(self) -> dict:
         self._schema = r.json()
     return self._schema
 
-def _predict(self, X) -> np.ndarray:
+@patch
+def predict(self: Deployment, X) -> np.ndarray:
     "Predictions for the rows of `X` (a DataFrame with the training columns, or an array)."
     return np.concatenate([np.asarray(o["predictions"]) for o in self._call("/predict", X)])
 
-def _predict_proba(self, X) -> np.ndarray:
+@patch
+def predict_proba(self: Deployment, X) -> np.ndarray:
     "Class probabilities for the rows of `X`; columns follow `self.classes_`."
     outs = self._call("/predict_proba", X)
     self.classes_ = np.asarray(outs[0]["classes"])
     return np.concatenate([np.asarray(o["probabilities"]) for o in outs])
-
-Deployment._call, Deployment.metadata, Deployment.predict, Deployment.predict_proba = _call, _metadata, _predict, _predict_proba
 
 # %% ../nbs/42_deployer.ipynb #3532dbfc
 def readiness(model, X_test, y_test, report, check_kwargs: dict):

@@ -6,11 +6,15 @@
 __all__ = ['SECRET_PATH', 'SCRATCH', 'LOG_OPTS', 'key_file', 'DockerTarget', 'state_note', 'endpoint']
 
 # %% ../nbs/43_docker_target.ipynb #88da55c2
-import json, os, re, time
+import json
+import os
+import re
+import time
 from pathlib import Path
 
 from docker.errors import APIError, NotFound
 from docker.types import LogConfig
+from fastcore.basics import patch
 
 from .config import free_port, subdir, tail_of
 from .containers import APP_HOME, APP_UID, ensure_image
@@ -23,7 +27,6 @@ from .images import engine
 def _slug(s: str) -> str:
     "A container-name-safe form of `s`."
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", s)
-
 
 # %% ../nbs/43_docker_target.ipynb #a61b7e90
 SECRET_PATH = "/run/secrets/nbdeploy-api-key"  # where a service container reads its API key
@@ -77,7 +80,8 @@ class DockerTarget(Target):
                                                                      f"org.nbdeploy.version={row['version']}"]})
 
 # %% ../nbs/43_docker_target.ipynb #fb722eaf
-def _start(self, bento, name: str, version: int, env: dict) -> dict:
+@patch
+def start(self: DockerTarget, bento, name: str, version: int, env: dict) -> dict:
     "Run `bento`'s image as version `version` of `name` on a free loopback port (not necessarily ready yet)."
     image, port = ensure_image(bento), free_port()
     labels = {"org.nbdeploy.deployment": name, "org.nbdeploy.version": str(version), "org.nbdeploy.target": self.name}
@@ -99,11 +103,13 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
     except APIError as e: raise DeployError(f"the engine refused to run {image}: {e.explanation or e}") from e
     return {"url": f"http://127.0.0.1:{port}", "handle": c.id, "port": port, "image": image}
 
-def _alive(self, row: dict) -> bool:
+@patch
+def alive(self: DockerTarget, row: dict) -> bool:
     "Is the version's container running (not exited, not restarting after a crash)?"
     return any(c.status == "running" for c in self._containers(row))
 
-def _gone(self, row: dict) -> bool:
+@patch
+def gone(self: DockerTarget, row: dict) -> bool:
     "Is the version's container confirmed gone: removed, or exited or dead with no restart coming?"
     return all(c.status in ("exited", "dead", "removing") for c in self._containers(row))
 
@@ -118,16 +124,16 @@ def state_note(c) -> str:
            if st.get("OOMKilled") else f"exited with code {st.get('ExitCode')}")
     return f"[nbdeploy] container {c.short_id} {why}; restarted {c.attrs.get('RestartCount', 0)} time(s)"
 
-def _logs(self, row: dict, tail: int = 100) -> str:
+@patch
+def logs(self: DockerTarget, row: dict, tail: int = 100) -> str:
     "The last `tail` lines the version's container wrote, and how it ended (kept after it is removed)."
     for c in self._containers(row)[:1]:
         return "\n".join(filter(None, [c.logs(tail=tail).decode(errors="replace").rstrip(), state_note(c)]))
     return tail_of(_log_file(row), tail)
 
-DockerTarget.start, DockerTarget.alive, DockerTarget.gone, DockerTarget.logs = _start, _alive, _gone, _logs
-
 # %% ../nbs/43_docker_target.ipynb #25e19494
-def _stop(self, row: dict) -> None:
+@patch
+def stop(self: DockerTarget, row: dict) -> None:
     "Stop and remove the version's container (its log is kept); remove the name's endpoint if it routed there."
     for c in self._containers(row):
         try: c.stop(timeout=15)
@@ -138,14 +144,11 @@ def _stop(self, row: dict) -> None:
     (subdir("secrets")/f"{row['name']}-v{row['version']}.key").unlink(missing_ok=True)
     self._unroute(row)
 
-DockerTarget.stop = _stop
-
 # %% ../nbs/43_docker_target.ipynb #f2b0bd9a
 def endpoint(name: str, # deployment name
             ) -> str | None:
     "The stable URL of a deployment on the docker target (it follows every swap and rollback), or None."
     return DockerEndpoint().url(name)
-
 
 # %% ../nbs/43_docker_target.ipynb #c496d0cc
 register_target(DockerTarget())

@@ -9,13 +9,23 @@ __all__ = ['DEFAULT_MAX_BODY', 'PLAIN_HTTP', 'LIMIT_BY', 'TIMEOUTS', 'UPSTREAM_I
            'endpoint_image', 'DockerEndpoint']
 
 # %% ../nbs/41_endpoint.ipynb #5d849562
-import hashlib, json, math, os, re, shutil, signal, socket, subprocess, time
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import psutil
+from fastcore.basics import patch
 
 from .config import free_port, subdir, tail_of
 from .errors import DeployError, InputError
@@ -394,7 +404,8 @@ class Endpoint:
     def _rotate(self, prefix: Path) -> None: pass
 
 # %% ../nbs/41_endpoint.ipynb #2f12195c
-def _switch(self, name: str, # deployment name
+@patch
+def switch(self: Endpoint, name: str, # deployment name
             upstream_port: int, # the port of the version to route to, on 127.0.0.1
             opts: dict | None = None, # `endpoint_options(...)`, as the ledger stores them ({} for the defaults)
            ) -> str:
@@ -444,7 +455,8 @@ def _switch(self, name: str, # deployment name
         self._save(name, st)
     return self.url(name)
 
-def _await_start(self, name: str, st: dict, role: str, addr, timeout: float = 30) -> None:
+@patch
+def _await_start(self: Endpoint, name: str, st: dict, role: str, addr, timeout: float = 30) -> None:
     "Return once the `role` nginx just started accepts connections at `addr`."
     end, what = time.monotonic() + timeout, f"the {role} nginx of {name}"
     while not _accepts(addr):
@@ -452,7 +464,8 @@ def _await_start(self, name: str, st: dict, role: str, addr, timeout: float = 30
         if time.monotonic() > end: raise DeployError(f"{what} did not listen within {timeout:.0f} s")
         time.sleep(0.02)
 
-def _await_reload(self, name: str, st: dict, role: str, old: list, timeout: float = 30) -> None:
+@patch
+def _await_reload(self: Endpoint, name: str, st: dict, role: str, old: list, timeout: float = 30) -> None:
     "Return once only workers of the new config accept connections (an old one retitles itself 'shutting down')."
     end, what = time.monotonic() + timeout, f"the {role} nginx of {name}"
     while True:
@@ -465,14 +478,16 @@ def _await_reload(self, name: str, st: dict, role: str, old: list, timeout: floa
     drained = time.monotonic() + self.drain  # the old workers finish what they hold, within reason
     while set(old) & set(self._workers(name, st, role)) and time.monotonic() < drained: time.sleep(0.05)
 
-def _remove(self, name: str) -> None:
+@patch
+def remove(self: Endpoint, name: str) -> None:
     "Stop `name`'s endpoint; its folder stays (logs, and the stable port it takes again if free)."
     with self._lock(name):
         st = self.state(name)
         for role in reversed(ROLES): self._halt(name, st, role)
         if st: self._save(name, {k: v for k, v in st.items() if k in ("port", "plain_port", "generation", "runner")})
 
-def _stage_tls(self, prefix: Path, tls: dict | None) -> dict | None:
+@patch
+def _stage_tls(self: Endpoint, prefix: Path, tls: dict | None) -> dict | None:
     "Copies of the certificate and key inside the prefix (the key 0600), where nginx reads them."
     if not tls: return None
     out = {"cert": prefix/"tls/cert.pem", "key": prefix/"tls/key.pem"}
@@ -482,9 +497,6 @@ def _stage_tls(self, prefix: Path, tls: dict | None) -> dict | None:
         if k == "key": _write_private(p, data)
         else: p.write_bytes(data)
     return {k: str(v) for k, v in out.items()}
-
-Endpoint.switch, Endpoint.remove, Endpoint._stage_tls = _switch, _remove, _stage_tls
-Endpoint._await_start, Endpoint._await_reload = _await_start, _await_reload
 
 # %% ../nbs/41_endpoint.ipynb #70eb5758
 class LocalEndpoint(Endpoint):

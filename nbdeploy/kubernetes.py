@@ -8,16 +8,20 @@ __all__ = ['PORT', 'k8s_name', 'container_spec', 'deployment_manifest', 'service
            'api_client', 'k8s_error', 'apply', 'delete', 'rollout_state', 'KubernetesTarget']
 
 # %% ../nbs/44_kubernetes.ipynb #642ffbda
-import json, re, time
+import json
+import re
+import time
 from pathlib import Path
 
 import bentoml
 import yaml
+from fastcore.basics import patch
 
 from . import ledger
-from .containers import APP_UID, image_tag
+from .containers import APP_UID, ensure_image, image_tag
 from .deployer import Target, handle_of, register_target
 from .errors import DeployError, InputError
+from .registry import push
 
 # %% ../nbs/44_kubernetes.ipynb #b1145e5e
 _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -271,14 +275,14 @@ class KubernetesTarget(Target):
         return deployment_manifest(name, image, version, namespace or self.namespace, secret=secret, **o)
 
 # %% ../nbs/44_kubernetes.ipynb #4d478b03
-def _image(self, bento: bentoml.Bento) -> str:
+@patch
+def _image(self: KubernetesTarget, bento: bentoml.Bento) -> str:
     "The image reference the cluster pulls for `bento`: pushed to `registry` when one is set."
-    from nbdeploy.containers import ensure_image
-    from nbdeploy.registry import push
     image = ensure_image(bento)
     return push(image, registry=self.registry) if self.registry else image
 
-def _start(self, bento, name: str, version: int, env: dict) -> dict:
+@patch
+def start(self: KubernetesTarget, bento, name: str, version: int, env: dict) -> dict:
     "Apply version `version` of `name` (the rollout is not waited for here)."
     k8s_name(name)
     api = self.client()
@@ -332,10 +336,9 @@ def _replica_sets(api, name: str, namespace: str, version: int) -> list[dict]:
     sets = _listed(api, "ReplicaSet", namespace, f"app.kubernetes.io/name={name}")
     return [r for r in sets if _version_of(r) == str(version)]
 
-KubernetesTarget._image, KubernetesTarget.start = _image, _start
-
 # %% ../nbs/44_kubernetes.ipynb #422baaac
-def _ref(self, row: dict) -> dict:
+@patch
+def _ref(self: KubernetesTarget, row: dict) -> dict:
     "Where version `row` is on the cluster: from its handle, else from its name and version (a start never recorded)."
     h = handle_of(row)
     name, version = h.get("name", row["name"]), h.get("version", row["version"])
@@ -345,19 +348,22 @@ def _ref(self, row: dict) -> dict:
     return {"namespace": h.get("namespace", self.namespace), "name": name, "version": version,
             "image": h.get("image") or row.get("image"), "secret": secret}
 
-def _live(self, row: dict) -> dict | None:
+@patch
+def _live(self: KubernetesTarget, row: dict) -> dict | None:
     "The Deployment of `row`'s name if its pod template is `row`'s version, else None."
     r = self._ref(row)
     d = _read(self.client(), "Deployment", r["name"], r["namespace"])
     return d if _version_of(d) == str(r["version"]) else None
 
-def _alive(self, row: dict) -> bool:
+@patch
+def alive(self: KubernetesTarget, row: dict) -> bool:
     "Is a pod of this version available? Counted per ReplicaSet: in a rollout the Deployment's count mixes versions."
     r = self._ref(row)
     sets = _replica_sets(self.client(), r["name"], r["namespace"], r["version"])
     return any((rs.get("status") or {}).get("availableReplicas") or 0 for rs in sets)
 
-def _gone(self, row: dict) -> bool:
+@patch
+def gone(self: KubernetesTarget, row: dict) -> bool:
     "Confirmed gone: no Deployment, or one running another version with no ReplicaSet that keeps pods of this one."
     r, api = self._ref(row), self.client()
     d = _read(api, "Deployment", r["name"], r["namespace"])
@@ -366,7 +372,8 @@ def _gone(self, row: dict) -> bool:
     pods = lambda rs: max((rs.get("spec") or {}).get("replicas") or 0, (rs.get("status") or {}).get("replicas") or 0)
     return not any(pods(rs) > 0 for rs in _replica_sets(api, r["name"], r["namespace"], r["version"]))
 
-def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
+@patch
+def wait_ready(self: KubernetesTarget, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the Deployment has rolled out this version; `DeployError` with the controller's word otherwise."
     r = self._ref(row)
@@ -380,11 +387,9 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
         time.sleep(min(5, max(0.2, limit / 300)))
     raise DeployError(f"the rollout of {r['name']} v{r['version']} did not finish within {limit:.0f} s: {what}")
 
-KubernetesTarget._ref, KubernetesTarget._live, KubernetesTarget.alive = _ref, _live, _alive
-KubernetesTarget.gone, KubernetesTarget.wait_ready = _gone, _wait_ready
-
 # %% ../nbs/44_kubernetes.ipynb #fe55cf9d
-def _stop(self, row: dict) -> None:
+@patch
+def stop(self: KubernetesTarget, row: dict) -> None:
     "Remove this version: its Secret, and if the Deployment runs it, roll back to the serving version or delete it all."
     r, api = self._ref(row), self.client()
     name, ns, v = r["name"], r["namespace"], r["version"]
@@ -399,13 +404,15 @@ def _stop(self, row: dict) -> None:
             return
     delete(api, "Secret", secret_name(name, v), ns)  # not the one older releases shared: a serving version may read it
 
-def _serving(self, serving: dict) -> dict:
+@patch
+def _serving(self: KubernetesTarget, serving: dict) -> dict:
     "The Deployment of the version in service, to apply over a failed one (Kubernetes rolls back to its ReplicaSet)."
     s = self._ref(serving)
     if not s["image"]: raise DeployError(f"cannot put {s['name']} v{s['version']} back: the ledger has no image for it")
     return self.deployment(s["image"], s["name"], s["version"], s["secret"], s["namespace"])
 
-def _logs(self, row: dict, tail: int = 100) -> str:
+@patch
+def logs(self: KubernetesTarget, row: dict, tail: int = 100) -> str:
     "The rollout state and the last lines of one pod of the deployment."
     from kubernetes import client
     r, api = self._ref(row), self.client()
@@ -421,8 +428,6 @@ def _logs(self, row: dict, tail: int = 100) -> str:
         try: out.append(core.read_namespaced_pod_log(p, r["namespace"], tail_lines=tail))
         except Exception as e: out.append(f"[nbdeploy] no log from pod {p}: {e}")
     return "\n".join(out)
-
-KubernetesTarget.stop, KubernetesTarget._serving, KubernetesTarget.logs = _stop, _serving, _logs
 
 # %% ../nbs/44_kubernetes.ipynb #5685d84b
 register_target(KubernetesTarget())

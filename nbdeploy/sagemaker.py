@@ -7,12 +7,18 @@ __all__ = ['SERVE', 'sagemaker_containerfile', 'sagemaker_image', 'sm_name', 'aw
            'SageMakerTarget']
 
 # %% ../nbs/45_sagemaker.ipynb #531dfbd2
-import base64, json, os, re, time
+import base64
+import json
+import os
+import re
+import time
 
 import bentoml
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+from fastcore.basics import patch
 
+from .containers import ensure_image
 from .deployer import Target, handle_of, register_target
 from .errors import DeployError, InputError
 from .images import _build_context, engine, stream_build
@@ -122,9 +128,9 @@ class SageMakerTarget(Target):
         return role
 
 # %% ../nbs/45_sagemaker.ipynb #e4fd360e
-def _push(self, bento: bentoml.Bento, name: str) -> str:
+@patch
+def _push(self: SageMakerTarget, bento: bentoml.Bento, name: str) -> str:
     "Build the SageMaker image of `bento`, push it to ECR (or `registry`); the pushed reference."
-    from nbdeploy.containers import ensure_image
     image = sagemaker_image(ensure_image(bento))
     ecr = self.client("ecr")
     repository = f"nbdeploy/{sm_name(name).lower()}"
@@ -173,7 +179,8 @@ def _undo(sm, created: list) -> list[str]:
     return done
 
 # %% ../nbs/45_sagemaker.ipynb #9d18a947
-def _start(self, bento, name: str, version: int, env: dict) -> dict:
+@patch
+def start(self: SageMakerTarget, bento, name: str, version: int, env: dict) -> dict:
     "Push `bento`'s image and put version `version` of `name` behind its endpoint (not yet waited for)."
     endpoint, version_name = sm_name(name), sm_name(name, version)
     self.role_arn()  # fail before any work when there is no role
@@ -191,17 +198,17 @@ def _start(self, bento, name: str, version: int, env: dict) -> dict:
     handle = {"endpoint": endpoint, "model": version_name, "config": version_name, "region": sm.meta.region_name, "how": how}
     return {"url": f"{runtime}/endpoints/{endpoint}/invocations", "handle": json.dumps(handle), "port": None, "image": image}
 
-SageMakerTarget._push, SageMakerTarget.start = _push, _start
-
 # %% ../nbs/45_sagemaker.ipynb #8a64b5d9
-def _ref(self, row: dict) -> dict:
+@patch
+def _ref(self: SageMakerTarget, row: dict) -> dict:
     "The endpoint, model and config names of version `row`: from its handle, else from its name and version."
     h = handle_of(row)
     version_name = sm_name(row["name"], row["version"])
     return {"endpoint": h.get("endpoint") or sm_name(row["name"]), "model": h.get("model") or version_name,
             "config": h.get("config") or version_name}
 
-def _describe(self, row: dict) -> dict | None:
+@patch
+def _describe(self: SageMakerTarget, row: dict) -> dict | None:
     "DescribeEndpoint of the row's endpoint, or None if it does not exist."
     ep = self._ref(row)["endpoint"]
     try: return self.client("sagemaker").describe_endpoint(EndpointName=ep)
@@ -210,20 +217,23 @@ def _describe(self, row: dict) -> dict | None:
         raise aws_error(e, f"describing endpoint {ep}") from e
     except BotoCoreError as e: raise aws_error(e, f"describing endpoint {ep}") from e
 
-def _alive(self, row: dict) -> bool:
+@patch
+def alive(self: SageMakerTarget, row: dict) -> bool:
     "Is the endpoint InService (or updating) on this version's config?"
     d = self._describe(row)
     if not d or d["EndpointConfigName"] != self._ref(row)["config"]: return False
     return d["EndpointStatus"] in ("InService", "Updating", "Creating")
 
-def _gone(self, row: dict) -> bool:
+@patch
+def gone(self: SageMakerTarget, row: dict) -> bool:
     "Confirmed gone: no endpoint, a Failed one, or one neither serving nor being updated to this version's config."
     d, config = self._describe(row), self._ref(row)["config"]
     if d is None or d["EndpointStatus"] == "Failed": return True
     pending = (d.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
     return config not in (d.get("EndpointConfigName"), pending)
 
-def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
+@patch
+def wait_ready(self: SageMakerTarget, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the endpoint is InService on this version's config; `DeployError` with SageMaker's reason otherwise."
     h = self._ref(row)
@@ -238,7 +248,8 @@ def _wait_ready(self, row: dict, timeout: float | None = None, # seconds; the lo
         time.sleep(min(15, max(0.5, limit / 120)))
     raise DeployError(f"endpoint {h['endpoint']} was not InService on {h['config']} within {limit:.0f} s")
 
-def _logs(self, row: dict, tail: int = 100) -> str:
+@patch
+def logs(self: SageMakerTarget, row: dict, tail: int = 100) -> str:
     "What SageMaker says about the endpoint: status, config, failure reason (container logs are in CloudWatch)."
     d, h = self._describe(row), self._ref(row)
     if d is None: return f"[nbdeploy] endpoint {h['endpoint']} does not exist"
@@ -246,11 +257,9 @@ def _logs(self, row: dict, tail: int = 100) -> str:
             + (f"; {d['FailureReason']}" if d.get("FailureReason") else "")
             + f"; container logs: CloudWatch log group /aws/sagemaker/Endpoints/{d['EndpointName']}")
 
-SageMakerTarget._ref, SageMakerTarget._describe, SageMakerTarget.alive = _ref, _describe, _alive
-SageMakerTarget.gone, SageMakerTarget.wait_ready, SageMakerTarget.logs = _gone, _wait_ready, _logs
-
 # %% ../nbs/45_sagemaker.ipynb #e82491f0
-def _stop(self, row: dict) -> None:
+@patch
+def stop(self: SageMakerTarget, row: dict) -> None:
     "Delete the version's model and config, and the endpoint if it serves this version."
     h = self._ref(row)
     sm = self.client("sagemaker")
@@ -258,8 +267,6 @@ def _stop(self, row: dict) -> None:
     created = [("model", h["model"]), ("endpoint_config", h["config"])]
     if d is not None and d["EndpointConfigName"] == h["config"]: created.append(("endpoint", h["endpoint"]))
     _undo(sm, created)
-
-SageMakerTarget.stop = _stop
 
 # %% ../nbs/45_sagemaker.ipynb #d954594b
 register_target(SageMakerTarget())
