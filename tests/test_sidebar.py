@@ -1,8 +1,11 @@
 """The JupyterLab sidebar in a real headless Chromium against a real `jupyter lab` on 127.0.0.1.
 
 Opens a notebook with a fitted model, opens the nbdeploy panel from the command palette, picks the model and
-its test data, deploys (twice), checks the verdict, the URL and the deployments list, calls the endpoint, rolls
-back and stops from the panel. Screenshots go to tests/artifacts/.
+its test data, deploys (twice), follows the progress bar, checks the verdict badge, the URL and its copy button,
+the deployments list (grouped by name, only the serving version expanded, only the actions the API lists), opens
+the readiness report in a main-area tab, calls the endpoint, rolls back and stops from the panel. It asserts
+through the DOM that the panel takes its colours from JupyterLab's theme variables in the light and the dark
+theme, and saves screenshots of both to tests/artifacts/.
 """
 import shutil
 from pathlib import Path
@@ -26,8 +29,21 @@ X, y = load_iris(return_X_y=True, as_frame=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
 clf = LogisticRegression(max_iter=500).fit(X_train, y_train)
 print("fitted", type(clf).__name__)"""
+GROUP = f"#nbdeploy-deployments .nbdeploy-group[data-name='{NAME}']"
+# The computed value of a CSS property of the first element matching a selector, and the same property set to a
+# theme variable on a probe element: equal when the panel follows the theme.
+THEMED = """([sel, prop, variable]) => {
+  const el = document.querySelector(sel);
+  const probe = document.createElement('div');
+  probe.style.setProperty(prop, `var(${variable})`);
+  document.body.appendChild(probe);
+  const want = getComputedStyle(probe).getPropertyValue(prop);
+  probe.remove();
+  return [el ? getComputedStyle(el).getPropertyValue(prop) : null, want];
+}"""
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium at /usr/bin/chromium: `apt-get install -y chromium` to run the browser test")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="no Chromium at /usr/bin/chromium: `apt-get install -y chromium` to run it")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +60,8 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(lab):
     "A Chromium page on the lab (Debian's chromium driven by Python Playwright)."
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev requirement) to run the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="pip install playwright (dev requirement) to run the browser test")
     console = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -68,59 +85,162 @@ def answers(url: str) -> bool:
     except requests.RequestException: return False
 
 
+def row(version: int, status: str | None = None) -> str:
+    "The selector of one version's row in the deployments list."
+    return f"{GROUP} .nbdeploy-row[data-version='{version}']" + (f"[data-status='{status}']" if status else "")
+
+
+def assert_themed(page, sel: str, prop: str, variable: str) -> str:
+    "Assert that `sel`'s computed `prop` is the theme variable's value; that value."
+    got, want = page.evaluate(THEMED, [sel, prop, variable])
+    assert got == want, f"{sel} {prop} is {got}, {variable} is {want}"
+    return got
+
+
+def set_theme(page, theme: str) -> None:
+    "Switch JupyterLab's theme and wait until its variables apply."
+    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
+    page.wait_for_function("t => document.body.dataset.jpThemeName === t", arg=theme, timeout=60_000)
+    page.wait_for_timeout(1500)  # the theme's stylesheet is applied a moment after the attribute changes
+
+
 def deploy_from_panel(page, version: int) -> str:
-    "Pick the model and its test data, click Deploy, wait for the verdict; the URL shown."
+    "Pick the model and its test data, click Deploy, wait for the verdict and the progress bar's end; the URL."
     page.select_option("#nbdeploy-model", "clf")
     page.select_option("#nbdeploy-xtest", "X_test")
     page.select_option("#nbdeploy-ytest", "y_test")
     page.fill("#nbdeploy-name", NAME)
+    page.evaluate("""() => {  // every step label the progress bar shows during this deploy
+      window.nbdeploySteps = [];
+      const step = document.querySelector('#nbdeploy-step');
+      new MutationObserver(() => window.nbdeploySteps.push(step.textContent))
+        .observe(step, {childList: true, characterData: true, subtree: true});
+    }""")
     page.click("#nbdeploy-deploy")
     page.wait_for_selector(f"#nbdeploy-result:has-text('{NAME} v{version} serving at')", timeout=180_000)
+    page.wait_for_selector("#nbdeploy-progress[data-state='done']", timeout=10_000)
+    bar = page.eval_on_selector("#nbdeploy-progress-bar", "p => [p.tagName, p.value, p.max]")
+    assert bar[0] == "PROGRESS" and bar[1] == bar[2], bar
+    steps = page.evaluate("() => window.nbdeploySteps")
+    assert any("/" in s and "(" in s for s in steps), f"no step shown on the progress bar: {steps}"
     return page.get_attribute("#nbdeploy-url", "href")
+
+
+def api_rows(lab) -> list:
+    "The deployments list as the server extension gives it."
+    url, token = lab
+    r = requests.get(f"{url}/nbdeploy/deployments", headers={"Authorization": f"token {token}"}, timeout=30)
+    return [d for d in r.json()["deployments"] if d["name"] == NAME]
+
+
+def assert_actions_as_the_api_says(page, lab) -> None:
+    "Each row offers exactly the stop/rollback actions its `actions` field lists."
+    for d in api_rows(lab):
+        sel = row(d["version"])
+        page.wait_for_selector(f"{sel}[data-status='{d['status']}']", timeout=30_000)
+        shown = page.eval_on_selector_all(f"{sel} .nbdeploy-actions button", "bs => bs.map(b => b.className)")
+        shown = sorted(a for a in ("stop", "rollback") for c in shown if f"nbdeploy-{a}" in c)
+        assert shown == sorted(a for a in d.get("actions", []) if a in ("stop", "rollback")), (d, shown)
 
 
 def test_deploy_rollback_stop_from_the_sidebar(lab, page):
     url, token = lab
     page.goto(f"{url}/lab/tree/model.ipynb?token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('nbdeploy:open')", timeout=60_000)
-    page.wait_for_function("() => window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
-                           timeout=90_000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('nbdeploy:open')",
+                           timeout=60_000)
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
+        timeout=90_000)
     page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     page.wait_for_selector(".jp-OutputArea-output:has-text('fitted LogisticRegression')", timeout=90_000)
     shot(page, "0-notebook")
 
-    # the command palette's command opens the panel
+    # the command palette's command opens the panel, built from JupyterLab's own widgets
     page.keyboard.press("Control+Shift+C")
     page.fill(".lm-CommandPalette-input", "nbdeploy")
     page.keyboard.press("Enter")
-    page.wait_for_selector("#nbdeploy-sidebar", state="visible", timeout=30_000)
+    page.wait_for_selector("#nbdeploy-sidebar.jp-SidePanel", state="visible", timeout=30_000)
     page.wait_for_selector("#nbdeploy-model option[value='clf']", state="attached", timeout=90_000)
     assert "LogisticRegression" in page.inner_text("#nbdeploy-model")
     assert page.input_value("#nbdeploy-target") == "local"
+    assert page.is_visible(".jp-select-wrapper > select#nbdeploy-model.jp-mod-styled")
+    assert page.is_visible("#nbdeploy-deploy-section .jp-Toolbar .nbdeploy-refresh-models")
+    assert page.is_visible("#nbdeploy-deploy.jp-Button.jp-mod-accept")
+    assert page.locator("#nbdeploy-sidebar .lm-AccordionPanel-title").count() == 2
     shot(page, "1-models")
 
     url1 = deploy_from_panel(page, 1)
     assert page.inner_text("#nbdeploy-verdict") in ("PASS", "WARN")
-    assert "checking clf on X_test/y_test" in page.inner_text("#nbdeploy-log")
+    assert page.eval_on_selector("#nbdeploy-verdict", "b => b.className").split()[:2] in (
+        ["nbdeploy-badge", "nbdeploy-badge-ok"], ["nbdeploy-badge", "nbdeploy-badge-warn"])
+    assert "checking clf on X_test/y_test" in page.text_content("#nbdeploy-log")
     assert url1.startswith("http://127.0.0.1:") and answers(url1)
-    page.wait_for_selector(f"#nbdeploy-deployments tr[data-name='{NAME}'][data-version='1'][data-status='serving']", timeout=30_000)
-    shot(page, "2-deployed")
+    link = page.eval_on_selector("#nbdeploy-url", "a => [a.tagName, a.target, a.textContent]")
+    assert link == ["A", "_blank", url1]
+    page.click("#nbdeploy-url-copy")  # JupyterLab's Clipboard; the button says it copied
+    page.wait_for_selector("#nbdeploy-url-copy.nbdeploy-copied[title='Copied']", timeout=5_000)
+    page.wait_for_selector(row(1, "serving"), timeout=30_000)
 
     url2 = deploy_from_panel(page, 2)
     assert answers(url2)
-    page.wait_for_selector(f"#nbdeploy-deployments tr[data-name='{NAME}'][data-version='2'][data-status='serving']", timeout=30_000)
-    page.wait_for_selector(f"#nbdeploy-deployments tr[data-name='{NAME}'][data-version='1'][data-status='retired']", timeout=30_000)
+    page.wait_for_selector(row(2, "serving"), timeout=30_000)
+    page.wait_for_selector(row(1, "retired"), timeout=30_000)
+    # one group per name; only the serving version expanded (with its URL), the retired one folded
+    assert page.locator(GROUP).count() == 1 and page.locator(f"{GROUP} .nbdeploy-row").count() == 2
+    assert page.get_attribute(row(2), "data-expanded") == "true"
+    assert page.get_attribute(row(1), "data-expanded") == "false"
+    assert page.get_attribute(f"{row(2)} .nbdeploy-row-details a.nbdeploy-url", "href") == url2
+    assert page.locator(f"{row(1)} .nbdeploy-row-details").count() == 0
+    assert page.inner_text(f"{row(2)} .nbdeploy-status") == "serving"
+    assert page.inner_text(f"{row(1)} .nbdeploy-status") == "retired"
+    assert_actions_as_the_api_says(page, lab)
 
-    page.click(f"#nbdeploy-deployments tr[data-name='{NAME}'] button.nbdeploy-rollback")
-    page.wait_for_selector(f"#nbdeploy-deployments tr[data-name='{NAME}'][data-version='1'][data-status='serving']", timeout=180_000)
+    # the light theme: the panel's colours are the theme's variables
+    light_bg = assert_themed(page, "#nbdeploy-deploy-section .nbdeploy-form", "background-color", "--jp-layout-color1")
+    assert_themed(page, "#nbdeploy-deploy-section .nbdeploy-form", "color", "--jp-ui-font-color1")
+    assert_themed(page, f"{row(2)} .nbdeploy-status", "background-color", "--jp-success-color1")
+    assert_themed(page, f"{GROUP} .nbdeploy-group-header", "background-color", "--jp-layout-color2")
+    shot(page, "2-light")
+
+    # the readiness report in a main-area tab, its text in a sandboxed frame
+    page.click("#nbdeploy-report")
+    tab = page.wait_for_selector(".jp-MainAreaWidget.nbdeploy-report, .jp-MainAreaWidget .nbdeploy-report",
+                                 state="visible", timeout=30_000)
+    assert tab is not None
+    assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current").inner_text().startswith("readiness")
+    assert page.get_attribute(".nbdeploy-report-frame", "sandbox") == ""
+    report = page.frame_locator(".nbdeploy-report-frame")
+    for text in ("Metrics", "Gates", "LogisticRegression"):
+        assert text in report.locator("body").inner_text(), text
+    shot(page, "3-report-light")
+
+    # the dark theme: the same DOM now takes the dark values of the same variables
+    set_theme(page, "JupyterLab Dark")
+    dark_bg = assert_themed(page, "#nbdeploy-deploy-section .nbdeploy-form", "background-color", "--jp-layout-color1")
+    assert dark_bg != light_bg, (dark_bg, light_bg)
+    assert_themed(page, "#nbdeploy-deploy-section .nbdeploy-form", "color", "--jp-ui-font-color1")
+    assert_themed(page, "#nbdeploy-log", "background-color", "--jp-layout-color2")
+    assert_themed(page, f"{row(2)} .nbdeploy-status", "background-color", "--jp-success-color1")
+    assert_themed(page, "#nbdeploy-url", "color", "--jp-content-link-color")
+    shot(page, "4-report-dark")
+    page.click(".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('model.ipynb')")  # the notebook in front again
+    shot(page, "5-dark")
+
+    page.click(f"{GROUP} button.nbdeploy-rollback")
+    page.wait_for_selector(row(1, "serving"), timeout=180_000)
     page.wait_for_selector(f"#nbdeploy-action:text-is('{NAME} v1 is back in service')", timeout=60_000)
     assert nd.deployment(NAME).version == 1 and answers(nd.deployment(NAME).url)
     assert not answers(f"http://127.0.0.1:{nd.deployment(NAME, 2).row['port']}")  # v2's own server is gone
-    shot(page, "3-rolled-back")
+    assert page.get_attribute(row(1), "data-expanded") == "true"
+    assert_actions_as_the_api_says(page, lab)
+    shot(page, "6-rolled-back-dark")
 
-    page.click(f"#nbdeploy-deployments tr[data-name='{NAME}'][data-status='serving'] button.nbdeploy-stop")
-    page.wait_for_selector(f"#nbdeploy-deployments tr[data-name='{NAME}'][data-version='1'][data-status='stopped']", timeout=60_000)
+    set_theme(page, "JupyterLab Light")
+    page.click(f"{row(1, 'serving')} button.nbdeploy-stop")
+    page.wait_for_selector(row(1, "stopped"), timeout=60_000)
     assert not answers(nd.deployment(NAME, 1).url)
     page.wait_for_selector(f"#nbdeploy-action:text-is('stopped {NAME}')", timeout=60_000)
-    shot(page, "4-stopped")
+    assert page.locator(f"{GROUP} button.nbdeploy-stop").count() == 0  # nothing left to stop
+    assert_actions_as_the_api_says(page, lab)
+    shot(page, "7-stopped")

@@ -1,0 +1,261 @@
+/**
+ * The deployments list: the ledger from the server extension, grouped by name, with only the version in
+ * service expanded, and only the actions the API says apply to each row.
+ */
+import {
+  caretDownIcon,
+  caretRightIcon,
+  historyIcon,
+  LabIcon,
+  PanelWithToolbar,
+  refreshIcon,
+  stopIcon,
+  ToolbarButton
+} from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { badge, button, el } from './dom';
+import { urlWithCopy } from './panel';
+import { requestAPI } from './request';
+
+/** An action the server extension runs on a deployment (POST /nbdeploy/deployments/NAME/ACTION). */
+export type Action = 'stop' | 'rollback' | 'logs';
+
+/** One ledger row from the server extension. */
+export interface IDeploymentRow {
+  name: string;
+  version: number;
+  target: string;
+  status: string;
+  url: string | null;
+  verdict: string | null;
+  detail: string | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  error?: string | null;
+  /** The actions that apply to this row, decided by the API (nbdeploy.actions); none when absent. */
+  actions?: Action[];
+}
+
+/** What an action answers. */
+interface IActionAnswer {
+  message: string;
+}
+
+/** How each action the sidebar can run is shown. */
+const ACTIONS: Partial<Record<Action, { label: string; icon: LabIcon }>> = {
+  stop: { label: 'Stop', icon: stopIcon },
+  rollback: { label: 'Roll back', icon: historyIcon }
+};
+
+/** Is this row the version in service? */
+function live(r: IDeploymentRow): boolean {
+  return r.status === 'serving' || r.status === 'unhealthy';
+}
+
+/** The rows grouped by deployment name, in the order the ledger gives (newest first). */
+export function groupByName(
+  rows: IDeploymentRow[]
+): Map<string, IDeploymentRow[]> {
+  const groups = new Map<string, IDeploymentRow[]>();
+  for (const r of rows) {
+    groups.set(r.name, [...(groups.get(r.name) ?? []), r]);
+  }
+  return groups;
+}
+
+/** The deployments section of the sidebar. */
+export class DeploymentList extends PanelWithToolbar {
+  constructor(private refreshSeconds: () => number) {
+    super();
+    this.id = 'nbdeploy-deployments-section';
+    this.title.label = 'Deployments';
+    this.addClass('nbdeploy-section');
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        className: 'nbdeploy-refresh-list',
+        tooltip: 'Refresh the deployments',
+        onClick: () => void this.refresh()
+      })
+    );
+    const body = new Widget({
+      node: el('div', {}, this.actionStatus, this.list, this.listStatus)
+    });
+    body.addClass('nbdeploy-list-body');
+    this.addWidget(body);
+  }
+
+  readonly list = el('div', {
+    id: 'nbdeploy-deployments',
+    class: 'nbdeploy-deployments'
+  });
+  readonly listStatus = el('div', {
+    id: 'nbdeploy-list-status',
+    class: 'nbdeploy-muted'
+  });
+  readonly actionStatus = el('div', { id: 'nbdeploy-action' });
+  /** Rows the user opened or closed, by "name:version", kept across refreshes. */
+  private expanded = new Map<string, boolean>();
+  private timer = 0;
+
+  /** Reload the ledger from the server extension. */
+  async refresh(): Promise<void> {
+    try {
+      const { deployments } = await requestAPI<{
+        deployments: IDeploymentRow[];
+      }>('deployments');
+      this.render(deployments);
+      this.listStatus.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    } catch (e) {
+      this.listStatus.textContent = `could not load deployments: ${(e as Error).message}`;
+    }
+  }
+
+  private render(rows: IDeploymentRow[]): void {
+    const groups = [...groupByName(rows)].map(([name, versions]) =>
+      this.group(name, versions)
+    );
+    this.list.replaceChildren(
+      ...(groups.length
+        ? groups
+        : [el('div', { class: 'nbdeploy-muted' }, 'no deployments yet')])
+    );
+  }
+
+  /** One deployment name: a header with its state, then its versions. */
+  private group(name: string, versions: IDeploymentRow[]): HTMLElement {
+    const current = versions.find(live) ?? versions[0];
+    const state = live(current) ? current.status : 'not serving';
+    return el(
+      'section',
+      { class: 'nbdeploy-group', 'data-name': name },
+      el(
+        'div',
+        { class: 'nbdeploy-group-header' },
+        el('span', { class: 'nbdeploy-group-name' }, name),
+        badge(state, live(current) ? current.status : null, {
+          class: 'nbdeploy-group-status'
+        }),
+        el(
+          'span',
+          { class: 'nbdeploy-muted nbdeploy-group-count' },
+          `${versions.length} version${versions.length === 1 ? '' : 's'}`
+        )
+      ),
+      ...versions.map(r => this.row(r))
+    );
+  }
+
+  /** One version: a summary line (always) and its details (when expanded). */
+  private row(r: IDeploymentRow): HTMLElement {
+    const key = `${r.name}:${r.version}`;
+    const open = this.expanded.get(key) ?? live(r);
+    const toggle = button(
+      '',
+      {
+        class: 'jp-mod-minimal nbdeploy-toggle',
+        title: open ? 'Hide details' : 'Show details',
+        'aria-expanded': String(open)
+      },
+      open ? caretDownIcon : caretRightIcon,
+      () => {
+        this.expanded.set(key, !open);
+        node.replaceWith(this.row(r));
+      }
+    );
+    const actions = (r.actions ?? [])
+      .filter(a => ACTIONS[a])
+      .map(a => this.actionButton(r.name, a));
+    const summary = el(
+      'div',
+      { class: 'nbdeploy-row-summary' },
+      toggle,
+      el('span', { class: 'nbdeploy-version' }, `v${r.version}`),
+      badge(r.status.replace('_', ' '), r.status, { class: 'nbdeploy-status' }),
+      badge(r.verdict ?? 'unchecked', r.verdict, { class: 'nbdeploy-verdict' }),
+      el('span', { class: 'nbdeploy-actions' }, ...actions)
+    );
+    const details = open
+      ? el(
+          'div',
+          { class: 'nbdeploy-row-details' },
+          el('div', { class: 'nbdeploy-muted' }, `target: ${r.target}`),
+          r.url && live(r) ? urlWithCopy(r.url) : null,
+          r.updated_at
+            ? el('div', { class: 'nbdeploy-muted' }, `updated ${r.updated_at}`)
+            : null,
+          r.error ? el('div', { class: 'nbdeploy-error' }, r.error) : null,
+          r.detail ? el('pre', { class: 'nbdeploy-detail' }, r.detail) : null
+        )
+      : null;
+    const node = el(
+      'div',
+      {
+        class: `nbdeploy-row${open ? ' nbdeploy-mod-expanded' : ''}`,
+        'data-name': r.name,
+        'data-version': String(r.version),
+        'data-status': r.status,
+        'data-expanded': String(open),
+        title: r.detail ?? ''
+      },
+      summary,
+      details
+    );
+    return node;
+  }
+
+  private actionButton(name: string, action: Action): HTMLButtonElement {
+    const { label, icon } = ACTIONS[action]!;
+    return button(
+      label,
+      { class: `jp-mod-minimal jp-mod-small nbdeploy-${action}` },
+      icon,
+      async b => {
+        b.disabled = true;
+        this.actionStatus.className = 'nbdeploy-muted';
+        this.actionStatus.textContent = `${label.toLowerCase()} ${name}…`;
+        try {
+          const r = await requestAPI<IActionAnswer>(
+            `deployments/${encodeURIComponent(name)}/${action}`,
+            { method: 'POST' }
+          );
+          this.actionStatus.textContent = r.message;
+        } catch (e) {
+          this.actionStatus.className = 'nbdeploy-error';
+          this.actionStatus.textContent = `${label} ${name} failed: ${(e as Error).message}`;
+        }
+        await this.refresh();
+      }
+    );
+  }
+
+  protected onAfterShow(msg: Message): void {
+    void this.refresh();
+    this.startTimer();
+  }
+
+  protected onAfterHide(msg: Message): void {
+    window.clearInterval(this.timer);
+  }
+
+  /** Refresh the list every `refreshSeconds` while it is visible. */
+  startTimer(): void {
+    window.clearInterval(this.timer);
+    this.timer = window.setInterval(
+      () => {
+        if (this.isVisible) {
+          void this.refresh();
+        }
+      },
+      Math.max(1, this.refreshSeconds()) * 1000
+    );
+  }
+
+  dispose(): void {
+    window.clearInterval(this.timer);
+    super.dispose();
+  }
+}
