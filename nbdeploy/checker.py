@@ -238,6 +238,19 @@ def _calibration_plot(cal:dict) -> str:
     ax.set_title(f"calibration (ECE {cal['ece']:.3f})", fontsize=9)
     return fig_to_b64(fig)
 
+# %% ../nbs/16_checker.ipynb #57f72d85
+def _gate(r:Report, name:str, value, th:dict, # the report, the gate, its value, the merged thresholds
+          what:str="", # where the value comes from, e.g. "(calibration)"
+          message:str|None=None, # replaces the message of a gate that warns or fails
+          more:str="", # added to the message of a gate that warns or fails
+         ) -> dict|None:
+    "Judge `value` against the levels of gate `name` and append the gate row to `r.gates`; None if it has no levels."
+    g = judge(name, value, th, what)
+    if g is None: return None
+    if g["status"] != "pass": g["message"] = (g["message"] if message is None else message) + more
+    r.gates.append(g)
+    return g
+
 # %% ../nbs/16_checker.ipynb #55d54b94
 def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     "Validated inputs: frames, targets, task, sensitive attributes, model inputs."
@@ -264,31 +277,24 @@ def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     fitX, fity = (d["Xtr"], d["ytr"]) if d["ytr"] is not None else (X, y)
     if d["ytr"] is None: r.notes.append("the baseline was fitted on the test set (no training data given), which flatters it")
     r.baseline = baseline_metrics(task, fitX, fity, X, y)
-    for k, v in r.metrics.items():
-        g = judge(k, v, th)
-        if g: r.gates.append(g)
-    if r.metrics.get(pm) is not None and r.baseline.get(pm) is not None:
-        lift = r.metrics[pm] - r.baseline[pm]
-        g = judge("baseline_lift", lift, th)
-        if g:
-            if g["status"] != "pass": g["message"] = f"the model's {pm} ({r.metrics[pm]:.3g}) does not beat the trivial baseline's ({r.baseline[pm]:.3g}) by {th['baseline_lift'].get('fail', th['baseline_lift'].get('warn'))}"
-            r.gates.append(g)
+    for k, v in r.metrics.items(): _gate(r, k, v, th)
+    m, b = r.metrics.get(pm), r.baseline.get(pm)
+    if m is not None and b is not None:
+        lift = th["baseline_lift"].get("fail", th["baseline_lift"].get("warn"))
+        _gate(r, "baseline_lift", m - b, th,
+              message=f"the model's {pm} ({m:.3g}) does not beat the trivial baseline's ({b:.3g}) by {lift}")
     if d["ytr"] is not None:
         Xs = _sample(d["Xtr"], 10_000, seed)
         r.train_metrics, _, _ = task_metrics(model, Xs, d["ytr"].loc[Xs.index], task)
         if len(Xs) < len(d["Xtr"]): r.notes.append(f"training metrics on {len(Xs)} of {len(d['Xtr'])} training rows")
-        if r.train_metrics.get(pm) is not None and r.metrics.get(pm) is not None:
-            g = judge("overfit_gap", r.train_metrics[pm] - r.metrics[pm], th)
-            if g:
-                if g["status"] != "pass": g["message"] += f" (train {pm} {r.train_metrics[pm]:.3g} vs test {r.metrics[pm]:.3g}: overfitting?)"
-                r.gates.append(g)
+        t = r.train_metrics.get(pm)
+        if t is not None and m is not None:
+            _gate(r, "overfit_gap", t - m, th, more=f" (train {pm} {t:.3g} vs test {m:.3g}: overfitting?)")
     if task == "binary" and proba is not None:
         r.calibration = calibration(y, proba, model_classes(model, y)[1])
         r.plots["calibration"] = _calibration_plot(r.calibration)
-        g = judge("ece", r.calibration["ece"], th, "(calibration)")
-        if g:
-            if g["status"] != "pass": g["message"] += "; the probabilities are not to be read as frequencies (consider CalibratedClassifierCV)"
-            r.gates.append(g)
+        _gate(r, "ece", r.calibration["ece"], th, "(calibration)",
+              more="; the probabilities are not to be read as frequencies (consider CalibratedClassifierCV)")
     return pred, proba
 
 # %% ../nbs/16_checker.ipynb #04227ee6
@@ -319,44 +325,40 @@ def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, bac
 # %% ../nbs/16_checker.ipynb #86cfdec2
 def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
     "Noise, missing-value and unseen-category probes, and the data checks, with their gates."
-    X, task = d["X"], d["task"]
+    X, Xtr, task = d["X"], d["Xtr"], d["task"]
     Xs, Xp = _sample(X, max_rows, seed).reset_index(drop=True), _sample(X, 500, seed).reset_index(drop=True)
     rb = dict(noise=noise_stability(model, Xs, task, seed=seed), missing=missing_robustness(model, Xp, task, seed=seed),
               unseen_categories=unseen_categories(model, Xp, task), rows=[len(Xs), len(Xp)])
     r.robustness = rb
     key = "noise_change" if task == "regression" else "noise_flip_rate"
-    g = judge(key, rb["noise"]["change"], th, "under 1% numeric noise")
-    if g: r.gates.append(g)
-    gappy = set(X.columns[X.isna().any()]) | (set(d["Xtr"].columns[d["Xtr"].isna().any()]) if d["Xtr"] is not None else set())
+    _gate(r, key, rb["noise"]["change"], th, "under 1% numeric noise")
+    gappy = set(X.columns[X.isna().any()]) | (set(Xtr.columns[Xtr.isna().any()]) if Xtr is not None else set())
     mc = [c for c in rb["missing"]["crashes"] if c in gappy]
-    g = judge("missing_value_crashes", len(mc), th)
-    if g:
-        if g["status"] != "pass": g["message"] = f"predict crashes on missing values in {mc[:5]}, which have gaps in the data; add an imputer to the Pipeline"
-        r.gates.append(g)
+    _gate(r, "missing_value_crashes", len(mc), th,
+          message=f"predict crashes on missing values in {mc[:5]}, which have gaps in the data; add an imputer to the Pipeline")
     uc = list(rb["unseen_categories"]["crashes"])
-    g = judge("unseen_category_crashes", len(uc), th)
-    if g:
-        if g["status"] != "pass": g["message"] = f"predict crashes on an unseen category in {uc[:5]}; use OneHotEncoder(handle_unknown='ignore') or the service will refuse new categories"
-        r.gates.append(g)
-    if rb["missing"]["crashes"] and not mc: r.notes.append(f"the model cannot take missing values (in {list(rb['missing']['crashes'])[:5]}); the data has none there, so the service must refuse them")
+    _gate(r, "unseen_category_crashes", len(uc), th,
+          message=f"predict crashes on an unseen category in {uc[:5]}; use OneHotEncoder(handle_unknown='ignore') "
+                  "or the service will refuse new categories")
+    if rb["missing"]["crashes"] and not mc:
+        r.notes.append(f"the model cannot take missing values (in {list(rb['missing']['crashes'])[:5]}); "
+                       "the data has none there, so the service must refuse them")
     if len(Xs) < len(X): r.notes.append(f"robustness probes on {len(Xs)} (noise) and {len(Xp)} (per column) of {len(X)} test rows")
-    r.data = data_checks(X, d["Xtr"], seed=seed)
+    r.data = data_checks(X, Xtr, seed=seed)
     if "drift_share" in r.data:
-        g = judge("drift_share", r.data["drift_share"], th)
-        if g:
-            if g["status"] != "pass": g["message"] += f" (drifted: {[c for c, s in r.data['shift'].items() if s['drifted']][:8]})"
-            r.gates.append(g)
+        drifted = [c for c, s in r.data["shift"].items() if s["drifted"]]
+        _gate(r, "drift_share", r.data["drift_share"], th, more=f" (drifted: {drifted[:8]})")
     if r.data["constant"]: r.notes.append(f"constant columns: {r.data['constant'][:10]}")
 
 # %% ../nbs/16_checker.ipynb #f0771322
 def _ops_section(r:Report, model, d:dict, th:dict):
     "Latency, size and versions, with their gates."
-    r.operational = dict(latency=latency(model, d["X"]), size_mb=model_size_mb(model), versions=package_versions(model))
-    for k, v in (("latency_p99_ms", r.operational["latency"]["single_p99_ms"]), ("size_mb", r.operational["size_mb"])):
-        g = judge(k, v, th)
-        if g: r.gates.append(g)
-    if r.operational["versions"]["custom_classes"]:
-        r.notes.append(f"classes defined in the notebook ({r.operational['versions']['custom_classes'][:3]}) must be importable where the model is served")
+    r.operational = o = dict(latency=latency(model, d["X"]), size_mb=model_size_mb(model), versions=package_versions(model))
+    _gate(r, "latency_p99_ms", o["latency"]["single_p99_ms"], th)
+    _gate(r, "size_mb", o["size_mb"], th)
+    if o["versions"]["custom_classes"]:
+        r.notes.append(f"classes defined in the notebook ({o['versions']['custom_classes'][:3]}) "
+                       "must be importable where the model is served")
 
 # %% ../nbs/16_checker.ipynb #82226737
 def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba` unlocks probability metrics)

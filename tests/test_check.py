@@ -273,7 +273,7 @@ def test_a_500_row_check_takes_a_few_seconds():
 # --- the command line -----------------------------------------------------------------------------------------
 
 def run_cli(*args):
-    code = "import sys; from nbdeploy.check_cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from nbdeploy.cli import main; sys.exit(main(['check', *sys.argv[1:]]))"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
