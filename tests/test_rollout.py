@@ -62,7 +62,7 @@ def test_a_request_path_cannot_mark_a_live_server_dead(bento, monkeypatch):
 
 def test_a_stalled_server_is_unhealthy_not_dead(bento):
     dep = nd.deploy(bento[0], name="stalled")
-    procs = D.server_processes(dep.row)
+    procs = D._server_processes(dep.row)
     for q in procs: q.suspend()
     try: assert dep.status() == "unhealthy" and ledger.get("stalled", dep.version)["status"] == "serving"
     finally:

@@ -16,7 +16,7 @@ import nbdeploy as nd
 from nbdeploy import ledger
 from nbdeploy.config import free_port
 from nbdeploy.errors import DeployError, InputError
-from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, sm_name
+from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, _sm_name
 from tests.docker_fixtures import iris_model, wait_serving
 
 ROLE = "arn:aws:iam::123456789012:role/nbdeploy-sagemaker"
@@ -112,7 +112,7 @@ def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, ret
 
 def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
     bento, _, _ = iris_image
-    with pytest.raises(InputError, match="letters, digits and dashes"): sm_name("x" * 70, 1)
+    with pytest.raises(InputError, match="letters, digits and dashes"): _sm_name("x" * 70, 1)
     # through nd.deploy, a name the target cannot use (though nbdeploy's own rule allows it) is refused before the
     # ledger records anything: 62 characters and "-v1" make 65, over SageMaker's 63; Kubernetes allows no "_"
     for target, bad, why in (("sagemaker", "x" * 62, "letters, digits and dashes"),
