@@ -10,12 +10,13 @@ __all__ = ['RESULT_MARK', 'user_namespace', 'is_model', 'is_data', 'fitted', 'de
 import json
 import sys
 import traceback
+from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
 
-import nbdeploy as nd
-from .deployer import TARGETS
+from .actions import report_of
+from .deployer import TARGETS, deploy
 from .errors import InputError, NbdeployError
 from .progress import progress_style
 
@@ -65,16 +66,19 @@ def kernel_models(ns: dict | None = None # variables to look at; default: the no
     public = {k: v for k, v in ns.items() if not k.startswith("_")}
     models = [{"name": k, "type": type(v).__name__, "fitted": fitted(v)} for k, v in public.items() if is_model(v)]
     data = [describe_data(k, v) for k, v in public.items() if is_data(v)]
-    return JSONResult({"models": models, "data": data, "targets": sorted(TARGETS), "nbdeploy": nd.__version__})
+    return JSONResult({"models": models, "data": data, "targets": sorted(TARGETS), "nbdeploy": version("nbdeploy")})
 
 # %% ../nbs/71_faces.ipynb #1823f973
 def resolve(ns: dict, name: str | None, what: str, model: bool = False):
     "The variable `name` in `ns` (None stays None); `InputError` naming it if it is missing or of the wrong kind."
     if name in (None, ""): return None
-    if name not in ns: raise InputError(f"no variable {name!r} in the notebook (for {what}); run the cell that defines it first")
+    if name not in ns:
+        raise InputError(f"no variable {name!r} in the notebook (for {what}); run the cell that defines it first")
     v = ns[name]
-    if model and not is_model(v): raise InputError(f"{name!r} is a {type(v).__name__}, not a model with a predict method")
-    if not model and not is_data(v): raise InputError(f"{name!r} is a {type(v).__name__}, not a DataFrame, Series or array (for {what})")
+    if model and not is_model(v):
+        raise InputError(f"{name!r} is a {type(v).__name__}, not a model with a predict method")
+    if not model and not is_data(v):
+        raise InputError(f"{name!r} is a {type(v).__name__}, not a DataFrame, Series or array (for {what})")
     return v
 
 # %% ../nbs/71_faces.ipynb #46ff38c0
@@ -88,17 +92,17 @@ def deploy_names(ns: dict, # the variables the names refer to
                  force: bool = False, # deploy even if the verdict is "fail"
                  say=print, # called with each progress message
                 ) -> tuple:
-    "Check (if test data is named) and deploy the named model; `(deployment, report or None)`."
+    "Deploy the named model (checked and gated by `deploy` if test data is named); `(deployment, report or None)`."
     m = resolve(ns, model, "the model", model=True)
     X, y, S = resolve(ns, X_test, "X_test"), resolve(ns, y_test, "y_test"), resolve(ns, sample, "the sample")
     if (X is None) != (y is None): raise InputError("give both test variables, X_test and y_test, or neither")
-    report = None
-    if X is not None:
-        say(f"checking {model} on {X_test}/{y_test}" + (f" (sensitive: {sensitive})" if sensitive else ""))
-        report = nd.check(m, X, y, sensitive=sensitive or None, name=name, progress=False)
-        say(f"verdict: {report.verdict}" + "".join(f"\n  - {r}" for r in report.reasons))
-    if report is None or report.verdict != "fail" or force: say(f"deploying {model} as {name!r} to {target}")
-    dep = nd.deploy(m, name=name, target=target, sample=S if S is not None else X, report=report, force=force)
+    checked = X is not None
+    if checked: say(f"checking {model} on {X_test}/{y_test}" + (f" (sensitive: {sensitive})" if sensitive else ""))
+    say(f"deploying {model} as {name!r} to {target}")
+    check_kw = dict(X_test=X, y_test=y, sensitive=sensitive or None, progress=False) if checked else {}
+    dep = deploy(m, name=name, target=target, sample=S if S is not None else X, force=force, **check_kw)
+    report = report_of(dep.name, dep.version) if checked else None
+    if report is not None: say(f"verdict: {report.verdict}" + "".join(f"\n  - {r}" for r in report.reasons))
     say(f"{name} v{dep.version} is serving at {dep.url}")
     return dep, report
 

@@ -15,7 +15,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
-import nbdeploy as nd
+from .actions import act
+from .deployer import Deployment, deployments
 from .errors import CheckFailed, NbdeployError
 from .faces import deploy_names
 from .progress import in_notebook
@@ -24,9 +25,9 @@ from .widgets import card
 # %% ../nbs/72_magic.ipynb #ade0dbeb
 USAGE = """usage:
   %deploy MODEL --name NAME [--target TARGET] [--test X_TEST Y_TEST] [--sample X_TRAIN] [--sensitive COL [COL ...]] [--force]
-  %deploy status [NAME] | %deploy rollback NAME | %deploy stop NAME
+  %deploy status [NAME] | %deploy rollback NAME | %deploy stop NAME | %deploy logs NAME
   %%deploy  (cell body: YAML with keys model, name, target, test, sample, sensitive, force)"""
-ACTIONS = ("status", "rollback", "stop")
+ACTIONS = ("status", "rollback", "stop", "logs")
 YAML_KEYS = {"model", "name", "target", "test", "X_test", "y_test", "sample", "sensitive", "force"}
 
 class ArgError(Exception):
@@ -93,20 +94,14 @@ def show(dep) -> None:
     else: print(repr(dep))
 
 def run_action(action: str, args: list):
-    "`%deploy status|rollback|stop ...`."
-    if action == "status":
-        if len(args) > 1: raise usage_error("status takes at most one NAME")
-        if not args: return nd.deployments()[["name", "version", "target", "status", "url", "verdict", "updated_at"]]
-        dep = nd.deployment(args[0])
-        print(f"{dep.name} v{dep.version} on {dep.target}: {dep.status()} at {dep.url}")
-        return dep
-    if len(args) != 1: raise usage_error(f"{action} takes exactly one NAME")
-    if action == "stop":
-        nd.stop(args[0]); print(f"stopped {args[0]}")
-        return None
-    dep = nd.rollback(args[0])
-    print(f"{dep.name} v{dep.version} is back in service at {dep.url}")
-    return dep
+    "`%deploy status|rollback|stop|logs ...`: the ledger table, or the `Deployment` acted on (None after stop, logs)."
+    if action == "status" and not args:
+        return deployments()[["name", "version", "target", "status", "url", "verdict", "updated_at"]]
+    if len(args) != 1:
+        raise usage_error("status takes at most one NAME" if action == "status" else f"{action} takes exactly one NAME")
+    out = act(action, args[0])
+    print(out["logs"] if action == "logs" else out["message"] + (f" at {out['url']}" if action == "rollback" else ""))
+    return Deployment(out["name"], out["version"]) if action in ("status", "rollback") else None
 
 # %% ../nbs/72_magic.ipynb #05ed8d16
 def magic_words(e: NbdeployError) -> str:
