@@ -82,15 +82,15 @@ class Hello:
 HELLO_NBDEPLOY = '''
 import bentoml
 from pydantic import BaseModel
-from nbdeploy.serving import Gate, direct_routes, fitted_workers, release_request_timers
+from nbdeploy.serving import Gate, _direct_routes, _fitted_workers, _release_request_timers
 
-release_request_timers()
+_release_request_timers()
 live = {}
 
 class Predictions(BaseModel):
     predictions: list
 
-@bentoml.service(workers=fitted_workers(), traffic={"timeout": 60})
+@bentoml.service(workers=_fitted_workers(), traffic={"timeout": 60})
 class Hello:
     def __init__(self): live["instance"] = self
 
@@ -98,7 +98,7 @@ class Hello:
     async def hello(self, inputs: list) -> Predictions:
         return Predictions(predictions=[0] * len(inputs))
 
-Hello.add_asgi_middleware(Gate, metadata={}, direct=lambda: direct_routes(Hello, live.get("instance")))
+Hello.add_asgi_middleware(Gate, metadata={}, direct=lambda: _direct_routes(Hello, live.get("instance")))
 '''
 
 FASTAPI_APP = '''
