@@ -73,6 +73,24 @@ def test_ledger_and_stop_with_token(server):
     assert ledger.get("srv-stop", 1)["status"] == "stopped"
 
 
+def test_rows_carry_the_actions_that_apply_and_logs_and_versions_are_read(server):
+    "Each row says which actions apply (nbdeploy.actions); the logs route reads; `?version=` reaches the API."
+    url, token = server
+    h = {"Authorization": f"token {token}"}
+    get = lambda: requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-act"}, headers=h, timeout=30).json()
+    fake_serving("srv-act")
+    try:
+        assert [(r["version"], r["actions"]) for r in get()["deployments"]] == [(1, ["stop", "logs"])]
+        r = requests.get(f"{url}/nbdeploy/deployments/srv-act/logs", params={"version": 1, "tail": 5}, headers=h, timeout=30)
+        assert r.status_code == 200 and r.json()["version"] == 1 and isinstance(r.json()["logs"], str), r.text[:300]
+        r = requests.post(f"{url}/nbdeploy/deployments/srv-act/rollback", params={"version": "one"}, headers=h, timeout=30)
+        assert r.status_code == 400 and "whole number" in r.json()["error"]
+        r = requests.post(f"{url}/nbdeploy/deployments/srv-act/rollback", params={"version": 1}, headers=h, timeout=30)
+        assert r.status_code == 400 and "in service already" in r.json()["error"]
+    finally: retire("srv-act")
+    assert [(r["status"], r["actions"]) for r in get()["deployments"]] == [("stopped", ["rollback", "logs"])]
+
+
 def test_a_row_whose_check_fails_says_so_and_the_rest_are_listed(server):
     "A SageMaker row on a Jupyter server with no AWS credentials: that row is `unknown` with its error; list is 200."
     url, token = server
