@@ -180,7 +180,7 @@ class LocalTarget(Target):
     def gone(self, row): return _server_process(row) is None
 
     def stop(self, row):
-        "Stop the server and its workers (BentoML starts them in sessions of their own), and its endpoint if it routes here."
+        "Stop the server and its workers (in sessions of their own), and its endpoint if it routes here."
         procs = _server_processes(row)
         for q in procs:
             try: q.terminate()
@@ -217,7 +217,7 @@ def _rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: di
             retire: str = "retired", # the status `replace` ends with: "retired" or "rolled_back"
             step=lambda label: None, # progress callback, called as each step starts
            ) -> dict:
-    "Start `row`'s version on `t`, gate it on /readyz, route the endpoint to it, then retire `replace`; the row, now serving."
+    "Start `row`'s version on `t`, gate it on /readyz, route the endpoint to it, retire `replace`; the serving row."
     name, version, started = row["name"], row["version"], {}
     try:
         verify(bento)
@@ -228,11 +228,13 @@ def _rollout(t: Target, row: dict, bento, env: dict, timeout: float, replace: di
         step("health check")
         t.wait_ready(row, timeout)
         stable = t.promote(row)
-        if stable: row = ledger.update(name, version, "promoted", f"{stable['url']} routes to v{version}", url=stable["url"])
+        if stable:
+            row = ledger.update(name, version, "promoted", f"{stable['url']} routes to v{version}", url=stable["url"])
     except BaseException as e:
         _fail(t, {**row, **started}, e, previous=replace)
         if not isinstance(e, Exception): raise  # an interrupt stays an interrupt, after the cleanup
-        raise DeployError(f"{name} v{version} did not start on {t.name}: {e}\n--- log tail ---\n{t.logs(row, 40)}") from e
+        raise DeployError(f"{name} v{version} did not start on {t.name}: {e}\n"
+                          f"--- log tail ---\n{t.logs(row, 40)}") from e
     row = ledger.update(name, version, event, row["url"], status="serving", detail=None)
     if replace:
         get_target(replace["target"]).stop(replace)
@@ -264,7 +266,8 @@ def _settle(name: str # a deployment name whose lease the caller holds
     "Stop what an interrupted deploy of `name` left running and record it; one note per row changed."
     rows = ledger.rows(name)
     order = _last_in_service(name)
-    serving = sorted((r for r in rows if r["status"] == "serving"), key=lambda r: order.index(r["version"]) if r["version"] in order else len(order))
+    rank = lambda r: order.index(r["version"]) if r["version"] in order else len(order)
+    serving = sorted((r for r in rows if r["status"] == "serving"), key=rank)
     notes = []
     if serving and any(r["status"] == "starting" for r in rows): get_target(serving[0]["target"]).promote(serving[0])
     for r in rows:
@@ -276,7 +279,8 @@ def _settle(name: str # a deployment name whose lease the caller holds
         notes.append(f"{name} v{r['version']}: {why}")
     for r in serving[1:]:
         get_target(r["target"]).stop(r)
-        ledger.update(name, r["version"], "retired", f"replaced by v{serving[0]['version']} (settled after an interrupted deploy)", status="retired")
+        ledger.update(name, r["version"], "retired",
+                      f"replaced by v{serving[0]['version']} (settled after an interrupted deploy)", status="retired")
         notes.append(f"{name} v{r['version']}: retired, v{serving[0]['version']} serves")
     return notes
 
@@ -285,7 +289,8 @@ def _reconcile(name: str | None = None # only this deployment
     "Settle every name an interrupted deploy left half-done (a row still starting, or two serving); the notes."
     rows, notes = ledger.rows(name), []
     starting = {r["name"] for r in rows if r["status"] == "starting"}
-    doubled = {n for n in {r["name"] for r in rows} if sum(r["name"] == n and r["status"] == "serving" for r in rows) > 1}
+    serving = [r["name"] for r in rows if r["status"] == "serving"]
+    doubled = {n for n in serving if serving.count(n) > 1}
     for n in sorted(starting | doubled):
         if ledger.leased(n): continue
         try:
@@ -299,7 +304,8 @@ def _service_error(r: requests.Response) -> str:
     try: body = r.json()
     except ValueError: return r.text[:500]
     detail = body.get("detail")
-    if isinstance(detail, list): return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
     return str(body.get("error") or body)[:500]
 
 # %% ../nbs/42_deployer.ipynb #6ceb4df7
@@ -329,7 +335,9 @@ class Deployment:
         key = self.api_key or os.environ.get("NBDEPLOY_API_KEY")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def __repr__(self): return f"Deployment({self.name!r}, version={self.version}, target={self.target!r}, url={self.url!r}, status={self.row['status']!r})"
+    def __repr__(self):
+        return (f"Deployment({self.name!r}, version={self.version}, target={self.target!r}, url={self.url!r}, "
+                f"status={self.row['status']!r})")
 
 # %% ../nbs/42_deployer.ipynb #264ec036
 @patch
@@ -342,7 +350,7 @@ def status(self: Deployment, record: bool = True # write a confirmed death into 
     if t.gone(row):
         if record: ledger.update(self.name, self.version, "died", t.logs(row, 20), status="dead")
         return "dead"
-    if t.remote: return "serving" if t.alive(row) else "unhealthy"  # a cluster or cloud: its word, not a probe from here
+    if t.remote: return "serving" if t.alive(row) else "unhealthy"  # a cluster or cloud: its word, not a probe
     if not t.alive(row): return "unhealthy"
     try: ok = requests.get(f"{row['url']}/readyz", timeout=5, verify=self.verify()).status_code == 200
     except requests.RequestException: ok = False
@@ -354,7 +362,8 @@ def stop(self: Deployment) -> None:
     with ledger.lease(self.name, "stop"):
         row = self.row
         get_target(row["target"]).stop(row)
-        if row["status"] in ("serving", "starting", "dead"): ledger.update(self.name, self.version, "stopped", status="stopped")
+        if row["status"] in ("serving", "starting", "dead"):
+            ledger.update(self.name, self.version, "stopped", status="stopped")
 
 @patch
 def logs(self: Deployment, tail: int = 100) -> str:
@@ -362,6 +371,8 @@ def logs(self: Deployment, tail: int = 100) -> str:
     return get_target(self.target).logs(self.row, tail)
 
 # %% ../nbs/42_deployer.ipynb #2bf2c269
+def _needs_key(name: str) -> str: return f"{name} needs an API key: pass api_key= or set NBDEPLOY_API_KEY"
+
 @patch
 def _call(self: Deployment, route: str, X) -> dict:
     "POST `X` to `route`, in chunks of the service's row limit; the JSON answers."
@@ -370,10 +381,13 @@ def _call(self: Deployment, route: str, X) -> dict:
     if not rows: raise InputError("X has no rows to predict")
     out, n = [], meta.get("max_rows", 10_000)
     for i in range(0, len(rows), n):
-        r = requests.post(f"{self.url}{route}", json={"inputs": rows[i:i + n]}, headers=self.headers(), timeout=120, verify=self.verify())
-        if r.status_code == 401: raise InputError(f"{self.name} needs an API key: pass api_key= or set NBDEPLOY_API_KEY")
-        if 400 <= r.status_code < 500: raise InputError(f"{self.name} refused the input ({r.status_code}): {_service_error(r)}")
-        if r.status_code >= 500: raise DeployError(f"{self.name} failed ({r.status_code}): {_service_error(r)}\n{self.logs(20)}")
+        r = requests.post(f"{self.url}{route}", json={"inputs": rows[i:i + n]}, headers=self.headers(), timeout=120,
+                          verify=self.verify())
+        if r.status_code == 401: raise InputError(_needs_key(self.name))
+        if 400 <= r.status_code < 500:
+            raise InputError(f"{self.name} refused the input ({r.status_code}): {_service_error(r)}")
+        if r.status_code >= 500:
+            raise DeployError(f"{self.name} failed ({r.status_code}): {_service_error(r)}\n{self.logs(20)}")
         out.append(r.json())
     return out
 
@@ -382,7 +396,7 @@ def metadata(self: Deployment) -> dict:
     "The service's `/metadata`: name, Bento, input schema, readiness verdict, card."
     if self._schema is None:
         r = requests.get(f"{self.url}/metadata", headers=self.headers(), timeout=10, verify=self.verify())
-        if r.status_code == 401: raise InputError(f"{self.name} needs an API key: pass api_key= or set NBDEPLOY_API_KEY")
+        if r.status_code == 401: raise InputError(_needs_key(self.name))
         r.raise_for_status()
         self._schema = r.json()
     return self._schema
@@ -413,17 +427,20 @@ def _gate(verdict: str | None, reasons, force: bool) -> None:
                           "\nFix the model, or deploy anyway with force=True (the ledger records that it was forced).")
 
 # %% ../nbs/42_deployer.ipynb #8517b644
-def _as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto", **schema_kw) -> tuple[bentoml.Bento, str]:
+def _as_bento(model_or_bento, name, sample, report, X_test, runtime: str = "auto",
+              **schema_kw) -> tuple[bentoml.Bento, str]:
     "A Bento for what `deploy` was handed, and the deployment name."
     if isinstance(model_or_bento, bentoml.Bento): b = model_or_bento
     elif isinstance(model_or_bento, str):
         try: b = bentoml.get(model_or_bento)
-        except bentoml.exceptions.NotFound as e: raise NotFoundError(f"no Bento {model_or_bento!r} in the store at {bentoml_home()}") from e
+        except bentoml.exceptions.NotFound as e:
+            raise NotFoundError(f"no Bento {model_or_bento!r} in the store at {bentoml_home()}") from e
     else:
         if not name: raise InputError("name= is required when deploying a model, e.g. deploy(model, name='churn')")
         sample = sample if sample is not None else X_test
         if sample is None: raise InputError("pass sample= (a few training rows) so the service knows its input schema")
-        b = package(model_or_bento, name, sample=sample, report=report, runtime=runtime, parity_data=X_test, **schema_kw)
+        b = package(model_or_bento, name, sample=sample, report=report, runtime=runtime, parity_data=X_test,
+                    **schema_kw)
     return b, name or b.info.labels.get("nbdeploy.name", b.tag.name)
 
 # %% ../nbs/42_deployer.ipynb #529d724c
@@ -437,8 +454,9 @@ def _edge_of(t: Target, name: str, bento, edge: dict) -> str | None:
     "The stable endpoint's options as the ledger stores them (JSON), or None for a target without an endpoint."
     asked = {k: v for k, v in edge.items() if k in ("tls", "rate_limit") and v is not None}
     if t.endpoint() is None:
-        if asked: raise InputError(f"{' and '.join(f'{k}=' for k in asked)} need a stable nginx endpoint, which the {t.name} "
-                                   "target " + ("has only where nginx is installed" if t.name == "local" else "does not have"))
+        where = "has only where nginx is installed" if t.name == "local" else "does not have"
+        if asked: raise InputError(f"{' and '.join(f'{k}=' for k in asked)} need a stable nginx endpoint, which the "
+                                   f"{t.name} target {where}")
         return None
     return json.dumps(endpoint_options(name, max_body=_body_cap(bento), **edge))
 
@@ -462,26 +480,31 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            private: list | None = None, # columns whose values are never published in the schema
            **check_kwargs, # passed to `nd.check` (sensitive=, thresholds=, ...)
           ) -> Deployment:
-    "Put a model or Bento in service on `target` as the next version of `name`; the previous one serves until it is healthy."
+    "Put a model or Bento in service on `target` as `name`'s next version; the previous one serves until it is healthy."
     t = get_target(target)
     if name is not None: check_name(name); t.check_name(name)
     is_model = not isinstance(model_or_bento, (bentoml.Bento, str))
-    steps = (["check"] if is_model and X_test is not None else []) + (["package"] if is_model else []) + [f"start on {t.name}", "health check"]
+    steps = ((["check"] if is_model and X_test is not None else []) + (["package"] if is_model else [])
+             + [f"start on {t.name}", "health check"])
     with progress(steps, desc=f"deploy {name or 'model'}") as step:
         if is_model and X_test is not None: step("check")
         report = _readiness(model_or_bento, X_test, y_test, report, check_kwargs) if is_model else report
         if report is not None: _gate(report.verdict, report.reasons, force)
         if is_model: step("package")
-        bento, name = _as_bento(model_or_bento, name, sample, report, X_test, runtime, categorical=categorical, private=private)
+        bento, name = _as_bento(model_or_bento, name, sample, report, X_test, runtime, categorical=categorical,
+                                private=private)
         check_name(name); t.check_name(name)
         verdict = report.verdict if report is not None else bento.info.labels.get("nbdeploy.verdict")
-        if report is None and verdict == "fail": _gate(verdict, [f"{bento.tag} was packaged with a failing readiness report"], force)
+        if report is None and verdict == "fail":
+            _gate(verdict, [f"{bento.tag} was packaged with a failing readiness report"], force)
         key = _served_key(t, api_key)
-        edge = _edge_of(t, name, bento, dict(tls=tls, plain_http=plain_http, rate_limit=rate_limit, burst=burst, limit_by=limit_by))
+        edge = _edge_of(t, name, bento, dict(tls=tls, plain_http=plain_http, rate_limit=rate_limit, burst=burst,
+                                             limit_by=limit_by))
         with ledger.lease(name):
             _settle(name)
             previous = ledger.live(name)
-            row = ledger.begin(name, t.name, str(bento.tag), verdict, forced=force and verdict == "fail", auth=bool(key), endpoint=edge)
+            row = ledger.begin(name, t.name, str(bento.tag), verdict, forced=force and verdict == "fail",
+                               auth=bool(key), endpoint=edge)
             row = _rollout(t, row, bento, _server_env(row, key), timeout, replace=previous, step=step)
     dep = Deployment(name, row["version"], api_key=key)
     if ephemeral: atexit.register(dep.stop)
@@ -547,7 +570,9 @@ def rollback(name: str, # deployment name
         if not ledger.was_deployed(name, back["version"]):
             raise InputError(f"{name} v{back['version']} never passed its health check, so it cannot be brought back")
         key = api_key or os.environ.get("NBDEPLOY_API_KEY")
-        if back["auth"] and not key: raise InputError(f"{name} v{back['version']} was served behind an API key: pass api_key= or set NBDEPLOY_API_KEY")
+        if back["auth"] and not key:
+            raise InputError(f"{name} v{back['version']} was served behind an API key: pass api_key= or set "
+                             "NBDEPLOY_API_KEY")
         t = get_target(back["target"])
         back = ledger.update(name, back["version"], "rolling back", f"from v{current['version']}" if current else None,
                              status="starting", owner=ledger.me())

@@ -6,7 +6,6 @@
 __all__ = ['DockerTarget', 'endpoint']
 
 # %% ../nbs/43_docker_target.ipynb #88da55c2
-import json
 import os
 import re
 import time

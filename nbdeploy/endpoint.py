@@ -640,6 +640,7 @@ class DockerEndpoint(Endpoint):
     runner = "docker"
     memory = "64m"  # each container's memory limit (nginx holds request bodies on disk, in the prefix)
     pids = 64  # each container's process limit
+    _tag = None  # the endpoint image, looked up (or built) on first use
 
     def _user(self) -> str:
         "The containers' user: the caller's, or nbdeploy's unprivileged one when the caller is root."
@@ -678,7 +679,7 @@ class DockerEndpoint(Endpoint):
             log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}))
 
     def _image(self) -> str:
-        if not getattr(self, "_tag", None): self._tag = endpoint_image()
+        if not self._tag: self._tag = endpoint_image()
         return self._tag
 
     def _cmd(self, name: str, conf: Path) -> list[str]:

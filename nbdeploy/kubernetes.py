@@ -27,12 +27,17 @@ _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 def _k8s_name(name: str) -> str:
     "`name` as a Kubernetes object name; `InputError` if it is not a DNS-1035 label."
     if not _DNS1035.fullmatch(name or "") or len(name) > 63:
+        like = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:63] or "churn"
         raise InputError(f"{name!r} cannot name Kubernetes objects: use at most 63 lowercase letters, digits and '-', "
-                         f"starting with a letter (e.g. {re.sub(r'[^a-z0-9-]+', '-', str(name).lower()).strip('-')[:63] or 'churn'!r})")
+                         f"starting with a letter (e.g. {like!r})")
     return name
 
 # %% ../nbs/44_kubernetes.ipynb #7519c59e
 _PORT = 3000
+
+def _volumes() -> list:
+    "The pod's writable scratch: /tmp and BentoML's home."
+    return [{"name": "tmp", "emptyDir": {}}, {"name": "bentoml-home", "emptyDir": {}}]
 
 def _labels(name: str) -> dict:
     "The labels every object of deployment `name` carries; the first one selects its pods."
@@ -40,60 +45,71 @@ def _labels(name: str) -> dict:
 
 def _probe(path: str, period: int, failures: int) -> dict:
     "An HTTP probe on the service port."
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": failures}
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 3,
+            "failureThreshold": failures}
 
-def _container_spec(image: str, name: str, version: int | None, cpu: str, memory: str, cpu_limit: str, memory_limit: str,
-                   secret: str | None, port: int = _PORT, cname: str = "model") -> dict:
+def _container_spec(image: str, name: str, version: int | None, cpu: str, memory: str, cpu_limit: str,
+                    memory_limit: str, secret: str | None, port: int = _PORT, cname: str = "model") -> dict:
     "The serving container: env, port, probes, resources, security context, writable scratch mounts."
     env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": str(port)},
            {"name": "NBDEPLOY_DEPLOYMENT_NAME", "value": name}]
     if version is not None: env.append({"name": "NBDEPLOY_DEPLOYMENT_VERSION", "value": str(version)})
-    if secret: env.append({"name": "NBDEPLOY_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "api-key"}}})
+    if secret:
+        env.append({"name": "NBDEPLOY_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "api-key"}}})
     return {"name": cname, "image": image, "imagePullPolicy": "IfNotPresent", "env": env,
             "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
             "readinessProbe": _probe("/readyz", 5, 3), "livenessProbe": _probe("/livez", 10, 3),
             "startupProbe": _probe("/livez", 2, 30),
-            "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}},
-            "securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID, "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "bentoml-home", "mountPath": "/home/nbdeploy/bentoml"}]}
+            "resources": {"requests": {"cpu": cpu, "memory": memory},
+                          "limits": {"cpu": cpu_limit, "memory": memory_limit}},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID,
+                                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "bentoml-home", "mountPath": "/home/nbdeploy/bentoml"}]}
 
 # %% ../nbs/44_kubernetes.ipynb #d5561e0b
-def _deployment_manifest(name: str, image: str, version: int | None = None, namespace: str = "default", replicas: int = 2,
-                        cpu: str = "500m", memory: str = "1Gi", cpu_limit: str = "1", memory_limit: str = "2Gi",
-                        secret: str | None = None) -> dict:
+def _deployment_manifest(name: str, image: str, version: int | None = None, namespace: str = "default",
+                         replicas: int = 2, cpu: str = "500m", memory: str = "1Gi", cpu_limit: str = "1",
+                         memory_limit: str = "2Gi",
+                         secret: str | None = None) -> dict:
     "An apps/v1 Deployment of `image` with probes, resources, non-root security and zero-unavailable rolling updates."
     labels = _labels(name)
     ann = {"nbdeploy.io/version": str(version)} if version is not None else {}
+    pod = {"securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "fsGroup": APP_UID,
+                               "seccompProfile": {"type": "RuntimeDefault"}},
+           "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 30,
+           "containers": [_container_spec(image, name, version, cpu, memory, cpu_limit, memory_limit, secret)],
+           "volumes": _volumes()}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": ann},
             "spec": {"replicas": replicas, "revisionHistoryLimit": 10,
                      "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                      "template": {"metadata": {"labels": labels, "annotations": ann},
-                                  "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "fsGroup": APP_UID,
-                                                               "seccompProfile": {"type": "RuntimeDefault"}},
-                                           "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 30,
-                                           "containers": [_container_spec(image, name, version, cpu, memory, cpu_limit, memory_limit, secret)],
-                                           "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "bentoml-home", "emptyDir": {}}]}}}}
+                                  "spec": pod}}}
 
 def _service_manifest(name: str, namespace: str = "default", port: int = 80) -> dict:
     "A v1 ClusterIP Service in front of the ready pods of `name`."
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
             "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": name},
                      "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]}}
 
-def _hpa_manifest(name: str, namespace: str = "default", min_replicas: int = 2, max_replicas: int = 5, target_cpu: int = 70) -> dict:
+def _hpa_manifest(name: str, namespace: str = "default", min_replicas: int = 2, max_replicas: int = 5,
+                  target_cpu: int = 70) -> dict:
     "An autoscaling/v2 HorizontalPodAutoscaler of deployment `name` on CPU utilisation."
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                      "minReplicas": min_replicas, "maxReplicas": max(max_replicas, min_replicas),
-                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target_cpu}}}]}}
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                         "type": "Utilization", "averageUtilization": target_cpu}}}]}}
 
 def _pdb_manifest(name: str, namespace: str = "default") -> dict:
     "A policy/v1 PodDisruptionBudget: voluntary disruptions take at most one pod of `name` at a time."
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}}
 
 def _secret_name(name: str, version: int | None = None) -> str:
@@ -117,20 +133,22 @@ def _inference_service(name: str, image: str, namespace: str = "default", min_re
             "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
             "spec": {"predictor": {"minReplicas": min_replicas, "maxReplicas": max_replicas, "containers": [c],
                                    "securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "fsGroup": APP_UID},
-                                   "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "bentoml-home", "emptyDir": {}}]}}}
+                                   "volumes": _volumes()}}}
 
 # %% ../nbs/44_kubernetes.ipynb #cec3f786
 def manifest_objects(image: str, name: str, namespace: str = "default", replicas: int = 2, max_replicas: int = 5,
                      cpu: str = "500m", memory: str = "1Gi", cpu_limit: str = "1", memory_limit: str = "2Gi",
-                     target_cpu: int = 70, version: int | None = None, api_key: str | None = None, kserve: bool = False) -> list[dict]:
+                     target_cpu: int = 70, version: int | None = None, api_key: str | None = None,
+                     kserve: bool = False) -> list[dict]:
     "The objects of deployment `name`: [Secret], Service, HPA, PDB, Deployment — or one KServe InferenceService."
     _k8s_name(name); _k8s_name(namespace)
     res = dict(cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit)
     if kserve: return [_inference_service(name, image, namespace, replicas, max_replicas, version=version, **res)]
     secret = _secret_manifest(name, api_key, namespace, version) if api_key else None
-    return [*([secret] if secret else []), _service_manifest(name, namespace), _hpa_manifest(name, namespace, replicas, max_replicas, target_cpu),
-            _pdb_manifest(name, namespace),
-            _deployment_manifest(name, image, version, namespace, replicas, secret=secret and secret["metadata"]["name"], **res)]
+    return [*([secret] if secret else []), _service_manifest(name, namespace),
+            _hpa_manifest(name, namespace, replicas, max_replicas, target_cpu), _pdb_manifest(name, namespace),
+            _deployment_manifest(name, image, version, namespace, replicas,
+                                 secret=secret and secret["metadata"]["name"], **res)]
 
 def to_yaml(objs: list[dict]) -> str:
     "Objects as one multi-document YAML string."
@@ -150,7 +168,8 @@ def manifests(bento_or_image, # a `bentoml.Bento`, a Bento tag, or an image refe
              ) -> str:
     "The Kubernetes manifests of a model service as YAML (written to `path` too if given)."
     image, name = _image_and_name(bento_or_image, name)
-    objs = manifest_objects(image, name, namespace, replicas, max_replicas, cpu, memory, cpu_limit, memory_limit, target_cpu, kserve=kserve)
+    objs = manifest_objects(image, name, namespace, replicas, max_replicas, cpu, memory, cpu_limit, memory_limit,
+                            target_cpu, kserve=kserve)
     text = to_yaml(objs)
     if path: Path(path).write_text(text)
     return text
@@ -162,8 +181,10 @@ def _image_and_name(bento_or_image, name: str | None) -> tuple[str, str]:
         try: b = bentoml.get(bento_or_image)
         except bentoml.exceptions.NotFound: b = None  # an image reference without a registry part
     if b is not None: return image_tag(b), name or b.info.labels.get("nbdeploy.name", b.tag.name).lower()
-    if not isinstance(bento_or_image, str): raise InputError(f"give a Bento, a Bento tag or an image reference, not {type(bento_or_image).__name__}")
-    if not name: raise InputError("name= is required when giving an image reference, e.g. manifests(image, name='churn')")
+    if not isinstance(bento_or_image, str):
+        raise InputError(f"give a Bento, a Bento tag or an image reference, not {type(bento_or_image).__name__}")
+    if not name:
+        raise InputError("name= is required when giving an image reference, e.g. manifests(image, name='churn')")
     return bento_or_image, name
 
 # %% ../nbs/44_kubernetes.ipynb #71e653ad
@@ -189,15 +210,17 @@ def _k8s_error(e: Exception, doing: str, host: str = "") -> Exception:
         try: msg = json.loads(e.body).get("message", e.body)
         except Exception: msg = e.body or e.reason
         if e.status in (401, 403) and "quota" in str(msg).lower():
-            return DeployError(f"Kubernetes: {doing} failed: a ResourceQuota is exceeded ({msg}): lower requests/replicas or raise the quota")
-        if e.status in (401, 403): return DeployError(f"Kubernetes: {doing} failed: the cluster refused the credentials ({e.status}: {msg}); "
-                                                     "refresh your kubeconfig or get RBAC rights on deployments, "
-                                                     "replicasets, services, HPAs, PDBs, secrets")
+            return DeployError(f"Kubernetes: {doing} failed: a ResourceQuota is exceeded ({msg}): lower "
+                               "requests/replicas or raise the quota")
+        if e.status in (401, 403):
+            return DeployError(f"Kubernetes: {doing} failed: the cluster refused the credentials ({e.status}: {msg}); "
+                               "refresh your kubeconfig or get RBAC rights on deployments, "
+                               "replicasets, services, HPAs, PDBs, secrets")
         if e.status == 422: return InputError(f"Kubernetes: {doing} was rejected as invalid: {msg}")
         return DeployError(f"Kubernetes: {doing} failed ({e.status} {e.reason}): {msg}")
     if isinstance(e, (HTTPError, OSError)):
-        return DeployError(f"Kubernetes: {doing} failed: no API server answers at {host or 'the configured address'} ({type(e).__name__}); "
-                           "check that the cluster runs and that KUBECONFIG/context point at it")
+        return DeployError(f"Kubernetes: {doing} failed: no API server answers at {host or 'the configured address'} "
+                           f"({type(e).__name__}); check that the cluster runs and that KUBECONFIG/context point at it")
     return e
 
 # %% ../nbs/44_kubernetes.ipynb #4d074734
@@ -216,8 +239,11 @@ def _apply(api_client, obj: dict, field_manager: str = "nbdeploy") -> dict:
     m = obj["metadata"]
     fn = _api(api_client, obj["kind"], "patch")
     try:
-        out = fn(m["name"], m["namespace"], obj, field_manager=field_manager, force=True, _content_type="application/apply-patch+yaml")
-    except Exception as e: raise _k8s_error(e, f"applying {obj['kind']} {m['namespace']}/{m['name']}", api_client.configuration.host) from e
+        out = fn(m["name"], m["namespace"], obj, field_manager=field_manager, force=True,
+                 _content_type="application/apply-patch+yaml")
+    except Exception as e:
+        doing = f"applying {obj['kind']} {m['namespace']}/{m['name']}"
+        raise _k8s_error(e, doing, api_client.configuration.host) from e
     return api_client.sanitize_for_serialization(out)
 
 def _delete(api_client, kind: str, name: str, namespace: str) -> bool:
@@ -236,10 +262,12 @@ def _rollout_state(d: dict) -> tuple[bool, str]:
     for c in st.get("conditions") or []:
         if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
             raise DeployError(f"the rollout of {meta['name']} stalled: {c.get('message')}")
-    if st.get("observedGeneration", 0) < meta.get("generation", 1): return False, "waiting for the controller to see the new spec"
-    if st.get("updatedReplicas", 0) < want: return False, f"{st.get('updatedReplicas', 0)} of {want} replicas updated"
-    if st.get("replicas", 0) > st.get("updatedReplicas", 0): return False, f"{st['replicas'] - st.get('updatedReplicas', 0)} old replicas pending termination"
-    if st.get("availableReplicas", 0) < st.get("updatedReplicas", 0): return False, f"{st.get('availableReplicas', 0)} of {want} updated replicas available"
+    updated, available = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
+    if st.get("observedGeneration", 0) < meta.get("generation", 1):
+        return False, "waiting for the controller to see the new spec"
+    if updated < want: return False, f"{updated} of {want} replicas updated"
+    if st.get("replicas", 0) > updated: return False, f"{st['replicas'] - updated} old replicas pending termination"
+    if available < updated: return False, f"{available} of {want} updated replicas available"
     return True, "rolled out"
 
 # %% ../nbs/44_kubernetes.ipynb #b0b40a4d
@@ -248,14 +276,15 @@ class KubernetesTarget(Target):
     name, remote = "kubernetes", True
     def __init__(self, name: str = "kubernetes", # the target's name in `deploy(..., target=)`
                  namespace: str = "default", # namespace of every object
-                 kubeconfig: str | None = None, # kubeconfig file; default $KUBECONFIG or ~/.kube/config, then in-cluster
+                 kubeconfig: str | None = None, # default $KUBECONFIG or ~/.kube/config, then in-cluster config
                  context: str | None = None, # kubeconfig context; default the current one
                  registry: str | None = None, # push the image here first (host[:port][/prefix])
                  replicas: int = 2, max_replicas: int = 5, cpu: str = "500m", memory: str = "1Gi",
                  cpu_limit: str = "1", memory_limit: str = "2Gi", target_cpu: int = 70,
                  wait: float = 600, # seconds to wait for a rollout
                 ):
-        self.name, self.namespace, self.kubeconfig, self.context, self.registry = name, namespace, kubeconfig, context, registry
+        self.name, self.namespace, self.kubeconfig, self.context = name, namespace, kubeconfig, context
+        self.registry = registry
         self.opts = dict(replicas=replicas, max_replicas=max_replicas, cpu=cpu, memory=memory, cpu_limit=cpu_limit,
                          memory_limit=memory_limit, target_cpu=target_cpu)
         self.wait = wait
@@ -301,7 +330,8 @@ def start(self: KubernetesTarget, bento, name: str, version: int, env: dict) -> 
     secret = next((o["metadata"]["name"] for o in objs if o["kind"] == "Secret"), None)
     handle = {"namespace": self.namespace, "name": name, "version": version, "image": image, "auth": secret is not None,
               "secret": secret}
-    return {"url": f"http://{name}.{self.namespace}.svc.cluster.local", "handle": json.dumps(handle), "port": None, "image": image}
+    return {"url": f"http://{name}.{self.namespace}.svc.cluster.local", "handle": json.dumps(handle), "port": None,
+            "image": image}
 
 def _exists(api, kind: str, name: str, namespace: str) -> bool:
     "Whether the object exists."
@@ -371,7 +401,8 @@ def gone(self: KubernetesTarget, row: dict) -> bool:
     return not any(pods(rs) > 0 for rs in _replica_sets(api, r["name"], r["namespace"], r["version"]))
 
 @patch
-def wait_ready(self: KubernetesTarget, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
+def wait_ready(self: KubernetesTarget, row: dict,
+               timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the Deployment has rolled out this version; `DeployError` with the controller's word otherwise."
     r = self._ref(row)
@@ -400,7 +431,7 @@ def stop(self: KubernetesTarget, row: dict) -> None:
             sel = f"app.kubernetes.io/name={name},app.kubernetes.io/managed-by=nbdeploy"
             for s in _listed(api, "Secret", ns, sel): _delete(api, "Secret", s["metadata"]["name"], ns)
             return
-    _delete(api, "Secret", _secret_name(name, v), ns)  # not the one older releases shared: a serving version may read it
+    _delete(api, "Secret", _secret_name(name, v), ns)  # not the one older releases shared: a serving one may read it
 
 @patch
 def _serving(self: KubernetesTarget, serving: dict) -> dict:

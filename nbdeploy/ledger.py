@@ -55,7 +55,7 @@ def _open(path) -> sqlite3.Connection:
 @contextmanager
 def _transaction(immediate: bool = False # take the write lock at the start (for read-then-write)
                ):
-    "A connection to the ledger inside one _transaction: committed on success, rolled back on error."
+    "A connection to the ledger inside one transaction: committed on success, rolled back on error."
     path = home()/"ledger.sqlite"
     try:
         con = _open(path)
@@ -74,8 +74,9 @@ def _transaction(immediate: bool = False # take the write lock at the start (for
 
 # %% ../nbs/40_ledger.ipynb #3e933b41
 def _record_event(con, name: str, version: int, event: str, detail: str | None = None) -> None:
-    "Append one event to the history, inside the caller's _transaction."
-    con.execute("INSERT INTO events (name, version, event, detail, at) VALUES (?, ?, ?, ?, ?)", (name, version, event, detail, _now()))
+    "Append one event to the history, inside the caller's transaction."
+    con.execute("INSERT INTO events (name, version, event, detail, at) VALUES (?, ?, ?, ?, ?)",
+                (name, version, event, detail, _now()))
 
 # %% ../nbs/40_ledger.ipynb #0842f705
 def me() -> str:
@@ -100,9 +101,10 @@ def lease(name: str, # the deployment name to hold
     with _transaction(immediate=True) as con:
         r = con.execute("SELECT owner, what, since FROM leases WHERE name = ?", (name,)).fetchone()
         if r is not None and _owner_alive(r["owner"]):
-            raise DeployError(f"{name!r} is busy: a {r['what']} by process {r['owner'].split(':')[0]} has held it since "
-                              f"{r['since']}; wait for it to finish, then try again")
-        con.execute("INSERT OR REPLACE INTO leases (name, owner, what, since) VALUES (?, ?, ?, ?)", (name, me(), what, _now()))
+            raise DeployError(f"{name!r} is busy: a {r['what']} by process {r['owner'].split(':')[0]} has held it "
+                              f"since {r['since']}; wait for it to finish, then try again")
+        con.execute("INSERT OR REPLACE INTO leases (name, owner, what, since) VALUES (?, ?, ?, ?)",
+                    (name, me(), what, _now()))
     try: yield
     finally:
         with _transaction() as con: con.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, me()))
@@ -129,7 +131,8 @@ def begin(name: str, # deployment name
         con.execute("INSERT INTO deployments (name, version, target, status, bento, verdict, forced, auth, user, "
                     "created_at, updated_at, endpoint, owner) VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, v, target, bento, verdict, int(forced), int(auth), getpass.getuser(), t, t, endpoint, me()))
-        _record_event(con, name, v, "deploying", f"{bento} to {target}" + (" (forced past a failing check)" if forced else ""))
+        forced_note = " (forced past a failing check)" if forced else ""
+        _record_event(con, name, v, "deploying", f"{bento} to {target}{forced_note}")
     return get(name, v)
 
 # %% ../nbs/40_ledger.ipynb #883fdb2b
@@ -142,7 +145,8 @@ def update(name: str, version: int,
     if bad: raise LedgerError(f"unknown ledger fields {sorted(bad)}")
     with _transaction() as con:
         sets = ", ".join(f"{k} = ?" for k in [*fields, "updated_at"])
-        n = con.execute(f"UPDATE deployments SET {sets} WHERE name = ? AND version = ?", (*fields.values(), _now(), name, version)).rowcount
+        n = con.execute(f"UPDATE deployments SET {sets} WHERE name = ? AND version = ?",
+                        (*fields.values(), _now(), name, version)).rowcount
         if not n: raise NotFoundError(f"no version {version} of deployment {name!r} in the ledger")
         if event: _record_event(con, name, version, event, note)
     return get(name, version)
@@ -152,7 +156,8 @@ def get(name: str, version: int) -> dict:
     "One version's row."
     with _transaction() as con:
         r = con.execute("SELECT * FROM deployments WHERE name = ? AND version = ?", (name, version)).fetchone()
-    if r is None: raise NotFoundError(f"no version {version} of deployment {name!r}; nd.deployments() lists what exists")
+    if r is None:
+        raise NotFoundError(f"no version {version} of deployment {name!r}; nd.deployments() lists what exists")
     return dict(r)
 
 # %% ../nbs/40_ledger.ipynb #4777278a

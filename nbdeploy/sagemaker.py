@@ -28,8 +28,9 @@ _SERVE = '#!/bin/sh\nexec bentoml serve . --host "${HOST:-0.0.0.0}" --port "${PO
 
 def _sagemaker_containerfile(image: str) -> str:
     "A Containerfile adding SageMaker's `serve` command (0.0.0.0:8080 by default) on top of `image`."
-    return "\n".join([f"FROM {image}", "USER root", "COPY serve /usr/local/bin/serve", "RUN chmod 0755 /usr/local/bin/serve",
-                      "USER 10001", "ENV HOST=0.0.0.0 PORT=8080", "EXPOSE 8080", 'CMD ["serve"]', ""])
+    return "\n".join([f"FROM {image}", "USER root", "COPY serve /usr/local/bin/serve",
+                      "RUN chmod 0755 /usr/local/bin/serve", "USER 10001", "ENV HOST=0.0.0.0 PORT=8080",
+                      "EXPOSE 8080", 'CMD ["serve"]', ""])
 
 def sagemaker_image(image: str, # a service image from `nd.containerize`
                    ) -> str:
@@ -53,22 +54,28 @@ def _sm_name(name: str, version: int | None = None) -> str:
     "The SageMaker resource name of deployment `name` (and `version`); `InputError` if SageMaker would refuse it."
     n = re.sub(r"[^a-zA-Z0-9-]+", "-", name).strip("-") + (f"-v{version}" if version is not None else "")
     if not _NAME.fullmatch(n):
-        raise InputError(f"{name!r} cannot name a SageMaker resource ({n!r}): use at most {60 - len(str(version or ''))} "
+        most = 60 - len(str(version or ""))
+        raise InputError(f"{name!r} cannot name a SageMaker resource ({n!r}): use at most {most} "
                          "letters, digits and dashes, starting with a letter or digit")
     return n
 
 def _aws_error(e: Exception, doing: str) -> DeployError:
     "A `DeployError` naming the cause of boto3 error `e` while `doing`, and the fix."
     if isinstance(e, NoCredentialsError):
-        why = "no AWS credentials were found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where an IAM role is attached"
+        why = ("no AWS credentials were found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run "
+               "where an IAM role is attached")
     elif isinstance(e, NoRegionError): why = "no AWS region is set: pass region= or set AWS_DEFAULT_REGION"
-    elif isinstance(e, EndpointConnectionError): why = f"the AWS endpoint does not answer ({e}): check the network, region and AWS_ENDPOINT_URL"
+    elif isinstance(e, EndpointConnectionError):
+        why = f"the AWS endpoint does not answer ({e}): check the network, region and AWS_ENDPOINT_URL"
     elif isinstance(e, ClientError):
         code, msg = e.response["Error"].get("Code", ""), e.response["Error"].get("Message", "")
         if msg.lstrip().startswith("<"):  # an HTML error page, not an AWS error document
-            msg = f"the service answered HTTP {e.response.get('ResponseMetadata', {}).get('HTTPStatusCode', code)} with no AWS error (does this endpoint implement {e.operation_name}?)"
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", code)
+            msg = (f"the service answered HTTP {status} with no AWS error (does this endpoint implement "
+                   f"{e.operation_name}?)")
         if code in ("ResourceLimitExceeded", "ResourceLimitExceededException", "ServiceQuotaExceededException"):
-            why = f"an AWS quota is reached ({msg}): delete unused endpoints or request a higher limit in Service Quotas"
+            why = (f"an AWS quota is reached ({msg}): delete unused endpoints or request a higher limit in "
+                   "Service Quotas")
         elif "already exist" in msg.lower() or code in ("ResourceInUse", "RepositoryAlreadyExistsException"):
             why = f"the name is taken ({msg}): delete the old resource or deploy under another name"
         elif code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidClientTokenId",
@@ -91,7 +98,8 @@ def _ensure_repository(ecr, repository: str) -> str:
     except ClientError as e:
         if e.response["Error"]["Code"] != "RepositoryNotFoundException": raise
     r = ecr.create_repository(repositoryName=repository, imageTagMutability="IMMUTABLE",
-                              imageScanningConfiguration={"scanOnPush": True}, tags=[{"Key": "managed-by", "Value": "nbdeploy"}])
+                              imageScanningConfiguration={"scanOnPush": True},
+                              tags=[{"Key": "managed-by", "Value": "nbdeploy"}])
     return r["repository"]["repositoryUri"]
 
 # %% ../nbs/45_sagemaker.ipynb #9d035754
@@ -122,8 +130,9 @@ class SageMakerTarget(Target):
         "The execution role SageMaker assumes; `InputError` if none is configured."
         role = self.role or os.environ.get("NBDEPLOY_SAGEMAKER_ROLE")
         if not role or not role.startswith("arn:"):
-            raise InputError("the sagemaker target needs an IAM execution role: set NBDEPLOY_SAGEMAKER_ROLE=arn:aws:iam::<account>:role/<name> "
-                             "or register SageMakerTarget(role=...) (the role needs AmazonSageMakerFullAccess and ECR read)")
+            raise InputError("the sagemaker target needs an IAM execution role: set "
+                             "NBDEPLOY_SAGEMAKER_ROLE=arn:aws:iam::<account>:role/<name> or register "
+                             "SageMakerTarget(role=...) (the role needs AmazonSageMakerFullAccess and ECR read)")
         return role
 
 # %% ../nbs/45_sagemaker.ipynb #e4fd360e
@@ -144,15 +153,17 @@ def _exists(describe, **name) -> bool:
     "Whether the SageMaker resource that `describe(**name)` looks up exists."
     try: describe(**name); return True
     except ClientError as e:
-        if "Could not find" in e.response["Error"].get("Message", "") or e.response["Error"]["Code"] == "ResourceNotFound": return False
+        err = e.response["Error"]
+        if "Could not find" in err.get("Message", "") or err["Code"] == "ResourceNotFound": return False
         raise
 
 def _create(self, sm, version_name: str, endpoint: str, image: str, env: dict, created: list) -> str:
     "Create the model and endpoint config `version_name` and create or update `endpoint`; 'created' or 'updated'."
     tags = [{"Key": "managed-by", "Value": "nbdeploy"}, {"Key": "nbdeploy-deployment", "Value": endpoint}]
-    if _exists(sm.describe_model, ModelName=version_name) or _exists(sm.describe_endpoint_config, EndpointConfigName=version_name):
-        raise ClientError({"Error": {"Code": "ResourceInUse", "Message": f"model or endpoint config {version_name} already exists "
-                                     "(left by an earlier ledger, or someone else's)"}}, "CreateModel")
+    if (_exists(sm.describe_model, ModelName=version_name)
+            or _exists(sm.describe_endpoint_config, EndpointConfigName=version_name)):
+        msg = f"model or endpoint config {version_name} already exists (left by an earlier ledger, or someone else's)"
+        raise ClientError({"Error": {"Code": "ResourceInUse", "Message": msg}}, "CreateModel")
     sm.create_model(ModelName=version_name, ExecutionRoleArn=self.role_arn(), Tags=tags,
                     PrimaryContainer={"Image": image, "Environment": env, "Mode": "SingleModel"})
     created.append(("model", version_name))
@@ -167,12 +178,14 @@ def _create(self, sm, version_name: str, endpoint: str, image: str, env: dict, c
     created.append(("endpoint", endpoint))
     return "created"
 
+_NAME_ARG = {"model": "ModelName", "endpoint_config": "EndpointConfigName", "endpoint": "EndpointName"}
+
 def _undo(sm, created: list) -> list[str]:
     "Delete what one failed `start` created, newest first; what was removed."
     done = []
     for kind, n in reversed(created):
         try:
-            getattr(sm, f"delete_{kind}")(**{{"model": "ModelName", "endpoint_config": "EndpointConfigName", "endpoint": "EndpointName"}[kind]: n})
+            getattr(sm, f"delete_{kind}")(**{_NAME_ARG[kind]: n})
             done.append(f"{kind} {n}")
         except (ClientError, BotoCoreError): pass
     return done
@@ -192,10 +205,13 @@ def start(self: SageMakerTarget, bento, name: str, version: int, env: dict) -> d
         removed = _undo(sm, created)
         err = _aws_error(e, f"putting {version_name} behind endpoint {endpoint}")
         raise DeployError(f"{err}\nRemoved again: {', '.join(removed) or 'nothing had been created'}. "
-                          f"The pushed image {image} stays in its repository (a lifecycle policy prunes old images).") from e
+                          f"The pushed image {image} stays in its repository (a lifecycle policy prunes old "
+                          "images).") from e
     runtime = self.client("sagemaker-runtime").meta.endpoint_url
-    handle = {"endpoint": endpoint, "model": version_name, "config": version_name, "region": sm.meta.region_name, "how": how}
-    return {"url": f"{runtime}/endpoints/{endpoint}/invocations", "handle": json.dumps(handle), "port": None, "image": image}
+    handle = {"endpoint": endpoint, "model": version_name, "config": version_name, "region": sm.meta.region_name,
+              "how": how}
+    return {"url": f"{runtime}/endpoints/{endpoint}/invocations", "handle": json.dumps(handle), "port": None,
+            "image": image}
 
 # %% ../nbs/45_sagemaker.ipynb #8a64b5d9
 @patch
@@ -232,7 +248,8 @@ def gone(self: SageMakerTarget, row: dict) -> bool:
     return config not in (d.get("EndpointConfigName"), pending)
 
 @patch
-def wait_ready(self: SageMakerTarget, row: dict, timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
+def wait_ready(self: SageMakerTarget, row: dict,
+               timeout: float | None = None, # seconds; the longer of this and the target's `wait` applies
                ) -> None:
     "Wait until the endpoint is InService on this version's config; `DeployError` with SageMaker's reason otherwise."
     h = self._ref(row)
@@ -243,7 +260,8 @@ def wait_ready(self: SageMakerTarget, row: dict, timeout: float | None = None, #
         if d is None: raise DeployError(f"endpoint {h['endpoint']} no longer exists")
         if d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == h["config"]: return
         if d["EndpointStatus"] in ("Failed", "OutOfService", "RollingBack"):
-            raise DeployError(f"endpoint {h['endpoint']} is {d['EndpointStatus']}: {d.get('FailureReason', 'no reason given')}")
+            why = d.get("FailureReason", "no reason given")
+            raise DeployError(f"endpoint {h['endpoint']} is {d['EndpointStatus']}: {why}")
         time.sleep(min(15, max(0.5, limit / 120)))
     raise DeployError(f"endpoint {h['endpoint']} was not InService on {h['config']} within {limit:.0f} s")
 
