@@ -45,6 +45,10 @@ if [ -n "$(git status --porcelain -- nbs)" ]; then
   git status --short -- nbs; echo "nbs/ carries outputs or unclean metadata: run nbdev_clean and commit"; exit 1
 fi
 
+echo "== the documentation site from nbs/ and tutorials/ (tests/test_docs.py reads it in Chromium)"
+bash scripts/docs.sh "$PWD/_site"
+export NBDEPLOY_DOCS_SITE="$PWD/_site"
+
 echo "== the notebooks' own test cells"
 nbdev_test --n_workers 2
 
