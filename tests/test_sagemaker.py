@@ -16,7 +16,7 @@ import nbdeploy as nd
 from nbdeploy import ledger
 from nbdeploy.config import free_port
 from nbdeploy.errors import DeployError, InputError
-from nbdeploy.sagemaker import SageMakerTarget, sagemaker_image, _sm_name
+from nbdeploy.sagemaker import SageMakerTarget, _sm_name, sagemaker_image
 from tests.docker_fixtures import iris_model, wait_serving
 
 ROLE = "arn:aws:iam::123456789012:role/nbdeploy-sagemaker"
