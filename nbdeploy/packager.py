@@ -58,11 +58,12 @@ def _local_modules(modules: set[str]) -> set[str]:
     return {t for t in tops if t not in dists and t not in sys.stdlib_module_names and t != "builtins"}
 
 # %% ../nbs/22_packager.ipynb #915a1a41
-_BASE_DISTRIBUTIONS = ("bentoml", "numpy", "pandas", "pydantic", "cloudpickle", "scipy", "joblib", "threadpoolctl", "uvloop", "httptools")
+_BASE_DISTRIBUTIONS = ("bentoml", "numpy", "pandas", "pydantic", "cloudpickle", "scipy", "joblib", "threadpoolctl",
+                       "uvloop", "httptools")
 
 def _pinned_requirements(modules: set[str], # modules the model's objects come from
-                        extra: tuple = (), # further distributions the service needs (e.g. onnxruntime)
-                       ) -> list[str]:
+                         extra: tuple = (), # further distributions the service needs (e.g. onnxruntime)
+                        ) -> list[str]:
     "Exact `dist==version` pins for the serving runtime and every distribution the model's modules come from."
     dists = importlib_metadata.packages_distributions()
     names = set(_BASE_DISTRIBUTIONS) | set(extra) | {d for m in modules for d in dists.get(m.split(".")[0], [])}
@@ -90,27 +91,31 @@ def _pickled(model) -> tuple[bytes, set[str], set[str]]:
 
 # %% ../nbs/22_packager.ipynb #a76595bf
 def _save_model(model, name: str, # the model's name in BentoML's store
-               requirements: list[str], # pins recorded beside it
-               onnx: bytes | None = None, # the ONNX conversion to serve, if it passed parity
-               trusted: list[str] | None = None, # store with skops, accepting only these types beyond skops' defaults
-              ) -> tuple[bentoml.Model, set[str]]:
-    "Store `model` (and its ONNX twin) in BentoML's store as hash-verified files; the stored model and its local modules."
+                requirements: list[str], # pins recorded beside it
+                onnx: bytes | None = None, # the ONNX conversion to serve, if it passed parity
+                trusted: list[str] | None = None, # store with skops, accepting only these types beyond skops' defaults
+               ) -> tuple[bentoml.Model, set[str]]:
+    "Store `model` (and its ONNX twin) in BentoML's store as hash-verified files; the stored model, its local modules."
     if trusted is not None: data, local, fmt = _skops_bytes(model, trusted), set(), "skops"
     else:
         try: data, mods, local = _pickled(model)
         except Exception as e:
-            raise PackagingError(f"the model could not be pickled ({e}); objects such as open files, locks or generators cannot travel to a server") from e
+            raise PackagingError(f"the model could not be pickled ({e}); objects such as open files, locks or "
+                                 "generators cannot travel to a server") from e
         fmt = "cloudpickle"
     meta = _meta_of(model, data, requirements, local, onnx, fmt, trusted)
     try: ref = _store_model(name, data, meta, onnx)
-    except OSError as e: raise PackagingError(f"the model could not be written to BentoML's store: {e}{_disk_hint(e)}") from e
+    except OSError as e:
+        raise PackagingError(f"the model could not be written to BentoML's store: {e}{_disk_hint(e)}") from e
     return ref, local
 
 # %% ../nbs/22_packager.ipynb #42af5f1c
-def _meta_of(model, data: bytes, requirements: list[str], local: set[str], onnx: bytes | None, fmt: str, trusted: list | None) -> dict:
+def _meta_of(model, data: bytes, requirements: list[str], local: set[str], onnx: bytes | None, fmt: str,
+             trusted: list | None) -> dict:
     "The stored model's metadata: its files with their hashes, format, type, pins and code carried by value."
     meta = {"file": "model.pkl", "format": fmt, "sha256": hashlib.sha256(data).hexdigest(),
-            "model_type": f"{type(model).__module__}.{type(model).__qualname__}", "requirements": requirements, "code_by_value": sorted(local)}
+            "model_type": f"{type(model).__module__}.{type(model).__qualname__}", "requirements": requirements,
+            "code_by_value": sorted(local)}
     if onnx: meta["onnx"] = {"file": "model.onnx", "sha256": hashlib.sha256(onnx).hexdigest()}
     if trusted is not None: meta["trusted"] = trusted
     return meta
@@ -128,15 +133,18 @@ def _skops_bytes(model, trusted: list[str]) -> bytes:
     import skops.io as sio
     data = sio.dumps(model)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
-    if untrusted: raise PackagingError(f"safe=True refuses types skops does not trust by default: {untrusted}; review them and pass trusted={untrusted!r} to accept them")
+    if untrusted: raise PackagingError(f"safe=True refuses types skops does not trust by default: {untrusted}; "
+                                       f"review them and pass trusted={untrusted!r} to accept them")
     return data
 
 # %% ../nbs/22_packager.ipynb #9b69198e
 def _disk_hint(e: BaseException) -> str:
     "A hint to add to an error caused by a full disk, else ''."
     while e is not None:
-        if isinstance(e, OSError) and (e.errno == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(e)):  # shutil.Error lists them
-            return f" -- the disk is full: free space under {home()} (NBDEPLOY_HOME) or point NBDEPLOY_HOME elsewhere, then package again"
+        # shutil.Error lists its errors in its text, so look there too
+        if isinstance(e, OSError) and (e.errno == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(e)):
+            return (f" -- the disk is full: free space under {home()} (NBDEPLOY_HOME) "
+                    "or point NBDEPLOY_HOME elsewhere, then package again")
         e = e.__cause__ or e.__context__
     return ""
 
@@ -171,7 +179,8 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 def check_name(name: str) -> str:
     "`name` if it is a valid deployment name, else an `InputError` saying the rule."
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InputError(f"invalid name {name!r}: use 1-63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. 'churn-model')")
+        raise InputError(f"invalid name {name!r}: use 1-63 lowercase letters, digits, '-', '_' or '.', "
+                         "starting and ending with a letter or digit (e.g. 'churn-model')")
     return name
 
 def _new_version() -> str:
@@ -183,7 +192,8 @@ def _basic_card(name: str, spec: dict) -> str:
     "A minimal model card for a model packaged without a readiness report."
     cols = "\n".join(f"| {c['name']} | {c['kind']} |" for c in spec["schema"]["columns"])
     return (f"# Model card: {name}\n\nModel: `{spec['metadata']['model_type']}`. Readiness: not checked "
-            f"(run `nd.check` and pass `report=` to `nd.package`).\n\n## Inputs\n\n| column | kind |\n|---|---|\n{cols}\n\n"
+            f"(run `nd.check` and pass `report=` to `nd.package`).\n\n"
+            f"## Inputs\n\n| column | kind |\n|---|---|\n{cols}\n\n"
             f"## Environment\n\n" + "\n".join(f"- {r}" for r in spec["metadata"]["requirements"]) + "\n")
 
 # %% ../nbs/22_packager.ipynb #76abbe08
@@ -194,8 +204,8 @@ def _report_parts(report) -> tuple[dict | None, dict | None, str | None]:
 
 # %% ../nbs/22_packager.ipynb #15efc451
 def _unpublished(report: dict, # a readiness report's `to_dict()`
-                schema: dict, # the input schema the Bento serves
-               ) -> dict:
+                 schema: dict, # the input schema the Bento serves
+                ) -> dict:
     "`report` without the sample values of any column that `schema` does not publish as a category."
     published = {c["name"] for c in schema["columns"] if c.get("categories")}
     for col in (report.get("data") or {}).get("schema") or []:
@@ -208,7 +218,7 @@ def package(model, # a fitted estimator or Pipeline: anything with `predict`
             sample, # a few training rows (DataFrame or array): they define the service's input schema
             report=None, # a readiness `Report` from `nd.check`, packed into the Bento and served in /metadata
             max_rows: int = 10_000, # the most rows one request may carry
-            workers: int | None = None, # server worker processes; None: fitted to the serving machine (1 per core, at most 4)
+            workers: int | None = None, # server worker processes; None: fitted to the serving machine (1/core, <= 4)
             runtime: str = "auto", # "auto": ONNX Runtime where it converts and matches, else native; "native"; "onnx"
             parity_data=None, # rows to prove ONNX parity on (default: `sample`); `deploy` passes the test data
             safe: bool = False, # store with skops instead of pickle, loading only trusted types
@@ -218,12 +228,16 @@ def package(model, # a fitted estimator or Pipeline: anything with `predict`
            ) -> bentoml.Bento:
     "Build a Bento for `model`: the stored model, a typed service generated from `sample`, and its report."
     check_name(name)
-    if not callable(getattr(model, "predict", None)): raise InputError(f"{type(model).__name__} has no predict method: pass a fitted estimator or Pipeline")
+    if not callable(getattr(model, "predict", None)):
+        raise InputError(f"{type(model).__name__} has no predict method: pass a fitted estimator or Pipeline")
     schema = infer_schema(sample, model, categorical=categorical, private=private)
     onnx, served_by = optimise(model, schema, sample if parity_data is None else parity_data, runtime)
     mods = _dump_recording(model, io.BytesIO())
     requirements = _pinned_requirements(mods, extra=(("onnxruntime",) if onnx else ()) + (("skops",) if safe else ()))
-    if safe and _local_modules(mods): raise PackagingError(f"safe=True cannot store code defined outside installed packages ({sorted(_local_modules(mods))}); move it into an installed package, or package without safe=True")
+    if safe and _local_modules(mods):
+        raise PackagingError(f"safe=True cannot store code defined outside installed packages "
+                             f"({sorted(_local_modules(mods))}); move it into an installed package, "
+                             "or package without safe=True")
     ref, local = _save_model(model, name, requirements, onnx, trusted=list(trusted or []) if safe else None)
     full, summary, card = _report_parts(report)
     if full is not None:
@@ -235,7 +249,8 @@ def package(model, # a fitted estimator or Pipeline: anything with `predict`
             "max_body": max_body, "workers": workers,
             "proba": callable(getattr(model, "predict_proba", None)), "runtime": served_by["runtime"],
             "classes": np.asarray(getattr(model, "classes_", [])).tolist(),
-            "metadata": {"name": name, "bento": f"{name}:{version}", "model": str(ref.tag), "model_type": ref.info.metadata["model_type"],
+            "metadata": {"name": name, "bento": f"{name}:{version}", "model": str(ref.tag),
+                         "model_type": ref.info.metadata["model_type"],
                          "input_schema": schema, "max_rows": max_rows, "max_body": max_body, "readiness": summary,
                          "requirements": requirements,
                          "code_by_value": sorted(local), "runtime": served_by}}
@@ -244,7 +259,8 @@ def package(model, # a fitted estimator or Pipeline: anything with `predict`
     return _build(name, version, spec, card, full, requirements, summary)
 
 # %% ../nbs/22_packager.ipynb #29a9d16b
-def _build(name: str, version: str, spec: dict, card: str, report: dict | None, requirements: list[str], summary: dict | None) -> bentoml.Bento:
+def _build(name: str, version: str, spec: dict, card: str, report: dict | None, requirements: list[str],
+           summary: dict | None) -> bentoml.Bento:
     "Write the sources into a fresh build folder and build the Bento from it."
     ctx = subdir("builds")/f"{name}-{version}"
     labels = {"nbdeploy.name": name, "nbdeploy.verdict": (summary or {}).get("verdict", "unchecked")}

@@ -11,8 +11,8 @@ import re
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from .errors import DeployError, InputError
-from .progress import progress_bar
 from .images import engine
+from .progress import progress_bar
 
 # %% ../nbs/32_registry.ipynb #b7d6c47a
 _HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
@@ -24,8 +24,8 @@ def _check_registry(registry: str) -> str:
     r = re.sub(r"^[a-z]+://", "", (registry or "").strip()).rstrip("/")
     host, _, prefix = r.partition("/")
     if not re.fullmatch(_HOST, host) or (prefix and not re.fullmatch(_PATH, prefix)):
-        raise InputError(f"registry {registry!r} is not a registry address: give host[:port][/prefix], e.g. '127.0.0.1:5000' "
-                         "or '123456789012.dkr.ecr.eu-west-1.amazonaws.com'")
+        raise InputError(f"registry {registry!r} is not a registry address: give host[:port][/prefix], "
+                         "e.g. '127.0.0.1:5000' or '123456789012.dkr.ecr.eu-west-1.amazonaws.com'")
     return r
 
 def split_image(image: str) -> tuple[str, str]:
@@ -35,18 +35,20 @@ def split_image(image: str) -> tuple[str, str]:
     return repo, tag
 
 def _remote_ref(image: str, # local image reference, e.g. `nbdeploy/iris:20260101-...`
-               registry: str, # host[:port][/prefix]
-               repository: str | None = None, # repository in the registry; default the image's own
-               tag: str | None = None, # tag in the registry; default the image's own
-              ) -> str:
+                registry: str, # host[:port][/prefix]
+                repository: str | None = None, # repository in the registry; default the image's own
+                tag: str | None = None, # tag in the registry; default the image's own
+               ) -> str:
     "The reference `image` gets in `registry`; `InputError` naming the part that is invalid."
     repo, own_tag = split_image(image)
     first = repo.split("/")[0]
     own = repo.split("/", 1)[1] if "/" in repo and ("." in first or ":" in first or first == "localhost") else repo
     repository, tag = repository or own, tag or own_tag
     if not re.fullmatch(_PATH, repository):
-        raise InputError(f"repository {repository!r} is not valid: use lowercase letters, digits and . _ - separated by /")
-    if not re.fullmatch(_TAG, tag): raise InputError(f"tag {tag!r} is not valid: up to 128 of letters, digits, _ . -, not starting with . or -")
+        raise InputError(f"repository {repository!r} is not valid: "
+                         "use lowercase letters, digits and . _ - separated by /")
+    if not re.fullmatch(_TAG, tag):
+        raise InputError(f"tag {tag!r} is not valid: up to 128 of letters, digits, _ . -, not starting with . or -")
     return f"{_check_registry(registry)}/{repository}:{tag}"
 
 # %% ../nbs/32_registry.ipynb #3152e007
@@ -54,10 +56,13 @@ def _hint(msg: str, registry: str) -> str:
     "What to do about a push error `msg` from `registry`."
     m = msg.lower()
     if any(s in m for s in ("unauthorized", "authentication required", "denied", "no basic auth credentials")):
-        return f"the registry {registry} refused the credentials: pass auth={{'username': ..., 'password': ...}} or log in with `docker login {registry}`"
-    if any(s in m for s in ("connection refused", "no such host", "timeout", "i/o timeout", "dial tcp", "server gave http response")):
-        return (f"no registry answers at {registry}: check the address and that it runs (an HTTP-only registry must be on "
-                "127.0.0.0/8 or listed in the engine's insecure-registries)")
+        return (f"the registry {registry} refused the credentials: pass auth={{'username': ..., 'password': ...}} "
+                f"or log in with `docker login {registry}`")
+    unreachable = ("connection refused", "no such host", "timeout", "i/o timeout", "dial tcp",
+                   "server gave http response")
+    if any(s in m for s in unreachable):
+        return (f"no registry answers at {registry}: check the address and that it runs "
+                "(an HTTP-only registry must be on 127.0.0.0/8 or listed in the engine's insecure-registries)")
     return f"the registry {registry} refused the push"
 
 def _stream_push(client, ref: str, auth: dict | None) -> str:
@@ -72,7 +77,8 @@ def _stream_push(client, ref: str, auth: dict | None) -> str:
             if chunk.get("status") in ("Pushed", "Layer already exists") and chunk.get("id") not in layers:
                 layers.add(chunk.get("id")); bar.update(1)
             digest = (chunk.get("aux") or {}).get("Digest", digest)
-    if not digest: raise DeployError(f"pushing {ref} ended without a digest from the registry; retry, and check its log")
+    if not digest:
+        raise DeployError(f"pushing {ref} ended without a digest from the registry; retry, and check its log")
     return digest
 
 # %% ../nbs/32_registry.ipynb #0c4167c9
@@ -86,7 +92,8 @@ def push(image: str, # local image reference (from `nd.containerize`)
     ref = _remote_ref(image, registry, repository, tag)
     client = engine()
     try: img = client.images.get(image)
-    except ImageNotFound: raise InputError(f"no image {image!r} on the engine: build it with nd.containerize(bento)") from None
+    except ImageNotFound:
+        raise InputError(f"no image {image!r} on the engine: build it with nd.containerize(bento)") from None
     repo, t = split_image(ref)
     tagged_here = ref not in img.tags
     img.tag(repo, t)
@@ -95,5 +102,6 @@ def push(image: str, # local image reference (from `nd.containerize`)
         if tagged_here: client.images.remove(ref)  # leave no remote-named tag behind for a push that did not happen
         if isinstance(e, DeployError): raise
         hint = _hint(str(e), registry) if isinstance(e, APIError) else "the engine failed"
-        raise DeployError(f"pushing {ref} failed: {hint}. The engine said: {getattr(e, 'explanation', None) or e}") from e
+        said = getattr(e, "explanation", None) or e
+        raise DeployError(f"pushing {ref} failed: {hint}. The engine said: {said}") from e
     return f"{ref}@{digest}"

@@ -44,10 +44,10 @@ def _repeats(s: pd.Series) -> bool:
 
 # %% ../nbs/02_schema.ipynb #fcf37a2e
 def _column_spec(s: pd.Series, # one column of the sample
-                known: list | None = None, # the categories the fitted model knows for it, if it has any
-                categorical: bool = False, # the user says: a category, whatever its values look like
-                private: bool = False, # the user says: never publish its values
-               ) -> dict:
+                 known: list | None = None, # the categories the fitted model knows for it, if it has any
+                 categorical: bool = False, # the user says: a category, whatever its values look like
+                 private: bool = False, # the user says: never publish its values
+                ) -> dict:
     "One column of the schema: name, kind, training dtype, nullability, and its categories where they may be published."
     kind = _column_kind(s)
     spec = {"name": str(s.name), "kind": kind, "dtype": str(s.dtype), "nullable": bool(s.isna().any())}
@@ -81,8 +81,8 @@ def _kept_names(step, names: list | None) -> list | None:
     return names if out == names else None
 
 def _model_categories(model, # a fitted estimator, Pipeline or ColumnTransformer
-                     names: list | None, # the input column names it is given
-                    ) -> dict:
+                      names: list | None, # the input column names it is given
+                     ) -> dict:
     "Column name -> categories, from the fitted encoders (`OneHotEncoder`, `OrdinalEncoder`) inside `model`."
     found = {}
     def walk(est, names):
@@ -135,9 +135,13 @@ def infer_schema(sample, # training data: a DataFrame, or an array for models fi
     if categorical or private:
         raise InputError("categorical= and private= name columns of a DataFrame sample; this one is an array")
     a = np.asarray(sample)
-    if a.ndim != 2 or a.shape[0] == 0: raise InputError(f"sample must be a 2-D table of training rows; got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number): raise InputError("an array sample must be numeric; pass a DataFrame for mixed columns")
-    return {"frame": False, "columns": [{"name": f"f{i}", "kind": "number", "dtype": "float64", "nullable": bool(np.isnan(a[:, i]).any())} for i in range(a.shape[1])]}
+    if a.ndim != 2 or a.shape[0] == 0:
+        raise InputError(f"sample must be a 2-D table of training rows; got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise InputError("an array sample must be numeric; pass a DataFrame for mixed columns")
+    cols = [{"name": f"f{i}", "kind": "number", "dtype": "float64", "nullable": bool(np.isnan(a[:, i]).any())}
+            for i in range(a.shape[1])]
+    return {"frame": False, "columns": cols}
 
 # %% ../nbs/02_schema.ipynb #f6a4f9d0
 def to_rows(X, # a DataFrame, or a 2-D array for models fitted on arrays
@@ -147,7 +151,8 @@ def to_rows(X, # a DataFrame, or a 2-D array for models fitted on arrays
     names = [c["name"] for c in schema["columns"]]
     df = X[names] if isinstance(X, pd.DataFrame) else pd.DataFrame(np.atleast_2d(np.asarray(X)), columns=names)
     df = df.astype(object).where(df.notna(), None)
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in df.to_dict(orient="records")]
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+            for r in df.to_dict(orient="records")]
 
 # %% ../nbs/02_schema.ipynb #d34893c8
 _VALUE_BYTES = {"number": 32, "integer": 24, "boolean": 8, "category": 64, "string": 1024}  # generous JSON value sizes

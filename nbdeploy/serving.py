@@ -35,11 +35,11 @@ from starlette.responses import JSONResponse, Response
 _log = logging.getLogger("bentoml.nbdeploy")  # a child of BentoML's logger, so it reaches the server's log
 
 # %% ../nbs/20_serving.ipynb #d72af7ca
-_Finite = Annotated[float, Field(allow_inf_nan=False, ge=-3.4e38, le=3.4e38)]  # within float32, which trees and ONNX use
+_Finite = Annotated[float, Field(allow_inf_nan=False, ge=-3.4e38, le=3.4e38)]  # float32's range: trees and ONNX use it
 _kinds = {"number": _Finite, "integer": int, "boolean": bool, "string": str, "category": str}
 
 def _column_type(col: dict # one column of a schema: name, kind, categories, closed, nullable
-               ) -> Any:
+                ) -> Any:
     "The pydantic type a column's values must have."
     t = _kinds[col["kind"]]
     if col["kind"] == "category" and col.get("closed"): t = Literal[tuple(col["categories"])]
@@ -49,7 +49,7 @@ def _column_type(col: dict # one column of a schema: name, kind, categories, clo
 _MAX_ERRORS = 20  # errors a 4xx answer lists; one more entry counts those left out
 
 def _row_model(schema: dict # the Bento's input schema, from `nbdeploy.schema.infer_schema`
-             ) -> type[BaseModel]:
+              ) -> type[BaseModel]:
     "A pydantic model for one input row: every column required; unknown ones kept aside for `_no_extra_columns`."
     fields = {f"c{i}": (_column_type(c), Field(alias=c["name"])) for i, c in enumerate(schema["columns"])}
     config = ConfigDict(extra="allow", populate_by_name=False, json_schema_extra={"additionalProperties": False})
@@ -62,7 +62,7 @@ def _left_out(n: int) -> dict:
     return {"type": error, "loc": (), "input": None}
 
 def _no_extra_columns(rows: list # validated `Row` instances
-                    ) -> list:
+                     ) -> list:
     "`rows`, or a `ValidationError` for the columns they carry that the schema lacks (at most `_MAX_ERRORS` listed)."
     extra = [(i, r.__pydantic_extra__) for i, r in enumerate(rows) if r.__pydantic_extra__]
     if not extra: return rows
@@ -78,8 +78,8 @@ def _columns_of_rows(rows: list, schema: dict) -> dict:
 
 # %% ../nbs/20_serving.ipynb #4560ff18
 def _rows_to_frame(rows: list, # validated `Row` instances
-                  schema: dict, # the input schema
-                 ) -> pd.DataFrame | np.ndarray:
+                   schema: dict, # the input schema
+                  ) -> pd.DataFrame | np.ndarray:
     "The model's input built from validated rows: a typed frame, or an array for array-trained models."
     cols = schema["columns"]
     values = _columns_of_rows(rows, schema)
@@ -91,19 +91,20 @@ def _rows_to_frame(rows: list, # validated `Row` instances
 
 # %% ../nbs/20_serving.ipynb #fce01273
 def _onnx_feeds(values: dict, # column name -> list of values
-               schema: dict, # the service schema
-               names: list, # the ONNX session's input names, in order
-              ) -> dict:
+                schema: dict, # the service schema
+                names: list, # the ONNX session's input names, in order
+               ) -> dict:
     "The ONNX Runtime inputs for a batch of column values."
     cols = schema["columns"]
     if len(names) == 1: return {names[0]: np.array([values[c["name"]] for c in cols], dtype=np.float32).T}
-    return {n: np.array(values[c["name"]], dtype=object if c["kind"] in ("category", "string") else np.float32).reshape(-1, 1)
-            for n, c in zip(names, cols)}
+    def column(c):
+        return np.array(values[c["name"]], dtype=object if c["kind"] in ("category", "string") else np.float32)
+    return {n: column(c).reshape(-1, 1) for n, c in zip(names, cols)}
 
 # %% ../nbs/20_serving.ipynb #cd0a21cf
 def _verified_bytes(ref, # a BentoML model (`bentoml.Model`)
-                   entry: dict, # its metadata entry for one file: {"file", "sha256"}
-                  ) -> bytes:
+                    entry: dict, # its metadata entry for one file: {"file", "sha256"}
+                   ) -> bytes:
     "The bytes of a file in a stored model, read once and checked against its recorded SHA-256."
     path = ref.path_of(entry["file"])
     with open(path, "rb") as f: data = f.read()
@@ -166,8 +167,8 @@ _MAX_ANSWER = 64 * 1024  # bytes a 4xx answer may have
 class _BodyTooLarge(Exception): "A request body longer than the service takes."
 
 async def _read_body(receive, # the request's ASGI `receive`
-                    limit: int | None, # the most bytes the body may have (None: no limit)
-                   ) -> bytes:
+                     limit: int | None, # the most bytes the body may have (None: no limit)
+                    ) -> bytes:
     "The whole request body; `_BodyTooLarge` as soon as it passes `limit`, `ConnectionError` if the client goes away."
     parts, n = [], 0
     while True:
@@ -193,8 +194,8 @@ _STEP = np.zeros(256, np.int8)
 _STEP[[ord("["), ord("{")]], _STEP[[ord("]"), ord("}")]] = 1, -1
 
 def _rows_in(body: bytes, # a request body
-            chunk: int = 1 << 20, # bytes looked at in one pass, which bounds the memory the count takes
-           ) -> int | None:
+             chunk: int = 1 << 20, # bytes looked at in one pass, which bounds the memory the count takes
+            ) -> int | None:
     "How many object rows a `{\"inputs\": [...]}` body carries, counted on its bytes; None if it is not of that shape."
     m = _HEAD.match(body)
     if m is None or b"\\" in body: return None  # another key first, or escapes: left to validation, which stops early
@@ -288,14 +289,16 @@ class Gate:
         if scope["type"] != "http": return await self.app(scope, receive, send)
         path = scope["path"]
         if path in ALIASES: scope = {**scope, "path": ALIASES[path], "raw_path": ALIASES[path].encode()}
-        if self.key and path not in _OPEN_PATHS and not hmac.compare_digest(_presented_key(scope["headers"]).encode(), self.key.encode()):
+        if self.key and path not in _OPEN_PATHS and not hmac.compare_digest(
+                _presented_key(scope["headers"]).encode(), self.key.encode()):
             msg = "missing or wrong API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             return await JSONResponse({"error": msg}, status_code=401)(scope, receive, send)
         if path == "/metadata" and scope["method"] in ("GET", "HEAD"):
             return await JSONResponse(self.served_metadata())(scope, receive, send)
         if scope["method"] == "POST" and not _is_json(scope["headers"]):
-            detail = [{"loc": ["header", "content-type"], "msg": "the body must be JSON: send 'Content-Type: application/json'"}]
-            return await JSONResponse({"error": "unsupported media type", "detail": detail}, status_code=415)(scope, receive, send)
+            msg = "the body must be JSON: send 'Content-Type: application/json'"
+            answer = {"error": "unsupported media type", "detail": [{"loc": ["header", "content-type"], "msg": msg}]}
+            return await JSONResponse(answer, status_code=415)(scope, receive, send)
         if scope["method"] not in ("POST", "PUT", "PATCH"): return await self.app(scope, receive, send)
         size = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), None)
         if self.max_body is not None and size is not None and size.isdigit() and int(size) > self.max_body:
@@ -323,7 +326,8 @@ class Gate:
 
     def served_metadata(self) -> dict:
         "The Bento's metadata plus the deployment this process serves, if the deployer said."
-        dep = {k: os.environ[f"NBDEPLOY_DEPLOYMENT_{k.upper()}"] for k in ("name", "version") if f"NBDEPLOY_DEPLOYMENT_{k.upper()}" in os.environ}
+        env = {k: f"NBDEPLOY_DEPLOYMENT_{k.upper()}" for k in ("name", "version")}
+        dep = {k: os.environ[v] for k, v in env.items() if v in os.environ}
         return {**self.metadata, "deployment": dep or None}
 
 # %% ../nbs/20_serving.ipynb #797a1e23
@@ -361,8 +365,8 @@ def _frozen_at_startup(send):
 
 # %% ../nbs/20_serving.ipynb #805a9dbb
 def _direct_endpoint(api, # a `bentoml` API method of the service
-                    instance, # the service instance BentoML created
-                   ):
+                     instance, # the service instance BentoML created
+                    ):
     "An ASGI endpoint answering one BentoML API's JSON requests as BentoML's handler would."
     fields = list(api.input_spec.model_fields)
     async def endpoint(scope, receive, send):
@@ -373,13 +377,14 @@ def _direct_endpoint(api, # a `bentoml` API method of the service
         except ValidationError as e: resp = JSONResponse(_invalid(e), status_code=400)
         except Exception:
             _log.exception("%s %s failed", scope["method"], scope["path"])
-            resp = JSONResponse({"error": "An unexpected error has occurred, please check the server log."}, status_code=500)
+            msg = "An unexpected error has occurred, please check the server log."
+            resp = JSONResponse({"error": msg}, status_code=500)
         await resp(scope, receive, send)
     return endpoint
 
 def _direct_routes(service, # the BentoML service
-                  instance, # its instance, once BentoML has created it
-                 ) -> dict | None:
+                   instance, # its instance, once BentoML has created it
+                  ) -> dict | None:
     "Route -> direct endpoint for each async, unbatched API of `service`; None while there is no instance."
     if instance is None: return None
     return {api.route: _direct_endpoint(api, instance) for api in service.apis.values()
@@ -393,7 +398,8 @@ def _as_json(a) -> list:
 # %% ../nbs/20_serving.ipynb #a1431f32
 def _refusal(msg: str) -> ValidationError:
     "A 400 in the same shape as a schema violation (`error` and a `detail` list), for rows the model refuses."
-    return ValidationError.from_exception_data("Input", [{"type": "value_error", "loc": ("inputs",), "input": None, "ctx": {"error": ValueError(msg)}}])
+    error = {"type": "value_error", "loc": ("inputs",), "input": None, "ctx": {"error": ValueError(msg)}}
+    return ValidationError.from_exception_data("Input", [error])
 
 def _is_data_error(e: Exception) -> bool:
     "Whether a model's exception is about the rows it was given (a 400) rather than a fault of the service (a 500)."
@@ -434,9 +440,9 @@ def mark_failed_start() -> None:
 
 # %% ../nbs/20_serving.ipynb #526ecf49
 def _settle(fut: asyncio.Future, # one request's future
-           value=None, # its answer
-           exc: BaseException | None = None, # or its error
-          ) -> None:
+            value=None, # its answer
+            exc: BaseException | None = None, # or its error
+           ) -> None:
     "Answer a request's future, unless it already has an answer or was given up (timed out, cancelled)."
     if fut.done(): return
     if exc is not None: fut.set_exception(exc)
@@ -535,7 +541,8 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
 
         if spec.get("runtime") == "onnx":  # microseconds a call: run it on the event loop, no thread hop
             def run(self, inputs) -> list:
-                return _score(lambda f: self.sess.run(None, f), _onnx_feeds(_columns_of_rows(inputs, schema), schema, self.names))
+                feeds = _onnx_feeds(_columns_of_rows(inputs, schema), schema, self.names)
+                return _score(lambda f: self.sess.run(None, f), feeds)
 
             @bentoml.api(route="/predict")
             async def predict(self, inputs: Inputs) -> Predictions:
