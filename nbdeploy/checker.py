@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from .errors import InputError
 from .progress import progress_bar
 from .check_data import (to_frame, to_target, check_model, detect_task, same_length, resolve_sensitive, model_inputs)
@@ -72,44 +73,48 @@ class Report:
     def __repr__(self): return f"Report(verdict={self.verdict!r}, task={self.task!r}, reasons={self.reasons!r})"
 
 # %% ../nbs/16_checker.ipynb #b096bb50
-def _to_dict(self, plots:bool=True) -> dict:
+@patch
+def to_dict(self:Report, plots:bool=True, # include the base64 plots
+           ) -> dict:
     "The report as JSON-safe data (without `artifacts`)."
     d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "artifacts"}
     if not plots: d.pop("plots")
     return json_safe(d)
 
-def _to_json(self, path=None, # write here too, if given
-             indent:int=2, plots:bool=True) -> str:
+@patch
+def to_json(self:Report, path=None, # write here too, if given
+            indent:int=2, plots:bool=True) -> str:
     "The report as JSON text."
     s = json.dumps(self.to_dict(plots=plots), indent=indent)
     if path is not None: Path(path).write_text(s)
     return s
 
-def _from_dict(cls, d:dict) -> "Report":
+@patch(cls_method=True)
+def from_dict(cls:Report, d:dict) -> Report:
     "A report from `to_dict` output."
     names = {f.name for f in dataclasses.fields(cls)} - {"artifacts"}
     return cls(**{k: v for k, v in d.items() if k in names})
 
-def _load(cls, path) -> "Report":
+@patch(cls_method=True)
+def load(cls:Report, path) -> Report:
     "A report from a JSON file written by `to_json`/`save`."
     return cls.from_dict(json.loads(Path(path).read_text()))
 
-Report.to_dict, Report.to_json = _to_dict, _to_json
-Report.from_dict, Report.load = classmethod(_from_dict), classmethod(_load)
-
 # %% ../nbs/16_checker.ipynb #621d9c2a
-HEADLINE = {"binary": ["roc_auc", "accuracy", "f1", "balanced_accuracy"], "multiclass": ["accuracy", "balanced_accuracy", "f1", "log_loss"],
-            "regression": ["r2", "rmse", "mae"]}
+HEADLINE = {"binary": ["roc_auc", "accuracy", "f1", "balanced_accuracy"],
+            "multiclass": ["accuracy", "balanced_accuracy", "f1", "log_loss"], "regression": ["r2", "rmse", "mae"]}
+_FAIRNESS_HEADLINE = ("demographic_parity_ratio", "equalized_odds_difference", "group_metric_difference",
+                      "group_mae_relative_difference")
 
-def _summary(self) -> dict:
+@patch
+def summary(self:Report) -> dict:
     "Verdict, reasons, task and headline metrics (model and baseline), JSON-safe, for a service's /metadata."
     keys = [k for k in HEADLINE.get(self.task, []) if self.metrics.get(k) is not None]
-    fair = {a: {k: v for k, v in r.items() if k in ("demographic_parity_ratio", "equalized_odds_difference", "group_metric_difference", "group_mae_relative_difference")}
-            for a, r in self.fairness.get("attributes", {}).items()}
-    return json_safe(dict(verdict=self.verdict, reasons=self.reasons, task=self.task, primary_metric=self.primary_metric,
-                          metrics={k: self.metrics[k] for k in keys}, baseline={self.primary_metric: self.baseline.get(self.primary_metric)},
+    fair = {a: {k: v for k, v in r.items() if k in _FAIRNESS_HEADLINE} for a, r in self.fairness.get("attributes", {}).items()}
+    pm = self.primary_metric
+    return json_safe(dict(verdict=self.verdict, reasons=self.reasons, task=self.task, primary_metric=pm,
+                          metrics={k: self.metrics[k] for k in keys}, baseline={pm: self.baseline.get(pm)},
                           fairness=fair, created=self.info.get("created"), model=self.info.get("model")))
-Report.summary = _summary
 
 # %% ../nbs/16_checker.ipynb #a3f0f88a
 _COLORS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}
@@ -132,87 +137,131 @@ def _img(b64:str|None, alt:str) -> str:
     return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='{data_uri(b64)}'/>" if b64 else ""
 
 # %% ../nbs/16_checker.ipynb #967d59d3
-def _metric_rows(self) -> list:
+def _metric_rows(r:Report) -> list:
     "Rows of model, baseline and train metrics."
-    return [dict(metric=k, model=v, baseline=self.baseline.get(k), train=self.train_metrics.get(k)) for k, v in self.metrics.items()]
+    return [dict(metric=k, model=v, baseline=r.baseline.get(k), train=r.train_metrics.get(k)) for k, v in r.metrics.items()]
 
-def _to_html(self, path=None, # write here too, if given
-            ) -> str:
-    "The report as a self-contained HTML fragment with embedded plots."
-    c = _COLORS.get(self.verdict, "#555")
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons) or "<li>every gate passed</li>"
-    p = []
-    p.append(f"<div class='nd-report'><style>.nd-report{{font-family:sans-serif;font-size:13px}} .nd-t{{border-collapse:collapse;margin:4px 0}}"
-             f" .nd-t td,.nd-t th{{border:1px solid #ddd;padding:2px 6px;text-align:left}} .nd-report h3{{margin:12px 0 4px}}</style>")
-    p.append(f"<div style='border-left:6px solid {c};padding:6px 10px;background:#fafafa'><b style='color:{c};font-size:16px'>"
-             f"{self.verdict.upper()}</b> &nbsp; {html.escape(str(self.info.get('model', '')))} &middot; {self.task} &middot; "
-             f"{self.info.get('n_test', '?')} test rows<ul style='margin:4px 0'>{reasons}</ul></div>")
-    if self.intended_use: p.append(f"<h3>Intended use</h3><p>{html.escape(self.intended_use)}</p>")
-    p.append(f"<h3>Metrics</h3><p>primary: <b>{self.primary_metric}</b>; baseline: {html.escape(str(self.baseline.get('estimator', '')))}</p>")
-    p.append(_table(_metric_rows(self), ["metric", "model", "baseline", "train"]) + _img(self.plots.get("calibration"), "calibration"))
-    p.append("<h3>Gates</h3>" + _table(self.gates, ["check", "attribute", "value", "warn", "fail", "status", "message"]))
-    sh = self.explanations.get("shap")
+_CSS = (".nd-report{font-family:sans-serif;font-size:13px} .nd-t{border-collapse:collapse;margin:4px 0}"
+        " .nd-t td,.nd-t th{border:1px solid #ddd;padding:2px 6px;text-align:left} .nd-report h3{margin:12px 0 4px}")
+
+def _html_head(r:Report) -> str:
+    "The verdict box: verdict, model, task, test rows and the reasons."
+    c = _COLORS.get(r.verdict, "#555")
+    reasons = "".join(f"<li>{html.escape(x)}</li>" for x in r.reasons) or "<li>every gate passed</li>"
+    return (f"<div style='border-left:6px solid {c};padding:6px 10px;background:#fafafa'><b style='color:{c};font-size:16px'>"
+            f"{r.verdict.upper()}</b> &nbsp; {html.escape(str(r.info.get('model', '')))} &middot; {r.task} &middot; "
+            f"{r.info.get('n_test', '?')} test rows<ul style='margin:4px 0'>{reasons}</ul></div>")
+
+def _html_explanations(r:Report) -> list:
+    "The SHAP and LIME parts."
+    p, sh = [], r.explanations.get("shap")
     if sh:
         p.append(f"<h3>Explanations</h3><p>SHAP ({sh['explainer']} explainer, output: {sh['output']}, {sh['rows']} rows)</p>")
-        p.append(_table([dict(column=k, mean_abs_shap=v) for k, v in list(sh["importance"].items())[:15]]) + _img(self.plots.get("shap_summary"), "SHAP summary"))
-    for i, l in enumerate(self.explanations.get("lime", [])):
-        p.append(f"<p>LIME, test row {l['row']}" + (f" (class {html.escape(str(l['label']))})" if l.get("label") is not None else "") + "</p>")
-        p.append(_table([dict(condition=w[0], weight=w[1]) for w in l["weights"]]) + _img(self.plots.get(f"lime_{i}"), "LIME"))
+        top = [dict(column=k, mean_abs_shap=v) for k, v in list(sh["importance"].items())[:15]]
+        p.append(_table(top) + _img(r.plots.get("shap_summary"), "SHAP summary"))
+    for i, l in enumerate(r.explanations.get("lime", [])):
+        label = f" (class {html.escape(str(l['label']))})" if l.get("label") is not None else ""
+        p.append(f"<p>LIME, test row {l['row']}{label}</p>")
+        p.append(_table([dict(condition=w[0], weight=w[1]) for w in l["weights"]]) + _img(r.plots.get(f"lime_{i}"), "LIME"))
+    return p
+
+def _pre(title:str, o, limit:int|None=None) -> str:
+    "A section of indented JSON."
+    return f"<h3>{title}</h3><pre>" + html.escape(json.dumps(json_safe(o), indent=1)[:limit]) + "</pre>"
+
+# %% ../nbs/16_checker.ipynb #945d3f66
+@patch
+def to_html(self:Report, path=None, # write a standalone page here too, if given
+           ) -> str:
+    "The report as a self-contained HTML fragment with embedded plots."
+    pm, est = self.primary_metric, html.escape(str(self.baseline.get("estimator", "")))
+    p = [f"<div class='nd-report'><style>{_CSS}</style>", _html_head(self)]
+    if self.intended_use: p.append(f"<h3>Intended use</h3><p>{html.escape(self.intended_use)}</p>")
+    p.append(f"<h3>Metrics</h3><p>primary: <b>{pm}</b>; baseline: {est}</p>")
+    p.append(_table(_metric_rows(self), ["metric", "model", "baseline", "train"]) + _img(self.plots.get("calibration"), "calibration"))
+    p.append("<h3>Gates</h3>" + _table(self.gates, ["check", "attribute", "value", "warn", "fail", "status", "message"]))
+    p += _html_explanations(self)
     for a, r in self.fairness.get("attributes", {}).items():
-        p.append(f"<h3>Fairness: {html.escape(a)}</h3>" + _table([{k: v for k, v in r.items() if k not in ("by_group",)}]) + _table(r["by_group"]))
+        p.append(f"<h3>Fairness: {html.escape(a)}</h3>" + _table([{k: v for k, v in r.items() if k != "by_group"}])
+                 + _table(r["by_group"]))
     if self.plots.get("fairness"): p.append(_img(self.plots["fairness"], "fairness"))
-    if self.robustness: p.append("<h3>Robustness</h3><pre>" + html.escape(json.dumps(json_safe(self.robustness), indent=1)[:4000]) + "</pre>")
+    if self.robustness: p.append(_pre("Robustness", self.robustness, 4000))
     if self.data.get("shift"):
         p.append("<h3>Train/test shift</h3>" + _table([dict(column=k, **v) for k, v in self.data["shift"].items()]))
-    if self.operational: p.append("<h3>Operations</h3><pre>" + html.escape(json.dumps(json_safe(self.operational), indent=1)) + "</pre>")
+    if self.operational: p.append(_pre("Operations", self.operational))
     if self.notes: p.append("<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")
     p.append("</div>")
     s = "\n".join(p)
     if path is not None: Path(path).write_text(f"<!doctype html><meta charset='utf-8'><title>nbdeploy report</title>{s}")
     return s
 
-Report.to_html = _to_html
-Report._repr_html_ = lambda self: self.to_html()
+@patch
+def _repr_html_(self:Report) -> str:
+    "The HTML, so a report shows itself in a notebook."
+    return self.to_html()
 
 # %% ../nbs/16_checker.ipynb #39e2f42e
+def _md_cell(v) -> str:
+    "A value for a markdown table cell."
+    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v).replace("|", "/"))
+
 def _md_table(rows:list, cols:list) -> str:
     "A markdown table."
     if not rows: return "_none_\n"
-    f = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v).replace("|", "/"))
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(f(r.get(c)) for c in cols) + " |" for r in rows]) + "\n"
+    head = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(head + ["| " + " | ".join(_md_cell(r.get(c)) for c in cols) + " |" for r in rows]) + "\n"
 
-def _model_card(self) -> str:
+def _card_details(r:Report) -> list:
+    "The card's model details: type, inputs, classes, versions, size."
+    i, o = r.info, r.operational
+    cols = i.get("columns", [])
+    L = ["## Model details", "", f"- Type: `{i.get('model')}` ({r.task})",
+         f"- Inputs: {len(cols)} columns: {', '.join(map(str, cols[:30]))}"]
+    if i.get("classes") is not None:
+        pos = f" (positive: {i.get('positive_class')})" if r.task == "binary" else ""
+        L.append(f"- Classes: {', '.join(map(str, i['classes']))}" + pos)
+    if o.get("versions"):
+        v = o["versions"]
+        L.append(f"- Python {v['python']}; " + ", ".join(f"{k} {x}" for k, x in v["packages"].items()))
+    if o.get("size_mb") is not None: L.append(f"- Size: {o['size_mb']:.3g} MB pickled")
+    return L
+
+_NO_USE = "_Not stated. Say who should use this model, for what decisions, and what it must not be used for._"
+
+# %% ../nbs/16_checker.ipynb #d91499e7
+@patch
+def model_card(self:Report) -> str:
     "A markdown model card built from the report."
-    i, o = self.info, self.operational
+    i = self.info
     L = [f"# Model card: {i.get('name') or i.get('model', 'model')}", "",
          f"**Readiness verdict: {self.verdict.upper()}** (nbdeploy check, {i.get('created', '')})", ""]
     L += [f"- {r}" for r in self.reasons] + ([""] if self.reasons else [])
-    L += ["## Model details", "", f"- Type: `{i.get('model')}` ({self.task})", f"- Inputs: {len(i.get('columns', []))} columns: {', '.join(map(str, i.get('columns', [])[:30]))}"]
-    if i.get("classes") is not None: L.append(f"- Classes: {', '.join(map(str, i['classes']))}" + (f" (positive: {i.get('positive_class')})" if self.task == "binary" else ""))
-    if o.get("versions"): L.append(f"- Python {o['versions']['python']}; " + ", ".join(f"{k} {v}" for k, v in o["versions"]["packages"].items()))
-    if o.get("size_mb") is not None: L.append(f"- Size: {o['size_mb']:.3g} MB pickled")
-    L += ["", "## Intended use", "", self.intended_use or "_Not stated. Say who should use this model, for what decisions, and what it must not be used for._", ""]
-    L += ["## Data", "", f"- Test set: {i.get('n_test')} rows" + (f"; training set: {i.get('n_train')} rows" if i.get("n_train") else "; no training data given"),
+    L += _card_details(self)
+    L += ["", "## Intended use", "", self.intended_use or _NO_USE, ""]
+    train = f"; training set: {i.get('n_train')} rows" if i.get("n_train") else "; no training data given"
+    L += ["## Data", "", f"- Test set: {i.get('n_test')} rows" + train,
           f"- Sensitive attributes assessed: {', '.join(i.get('sensitive', [])) or 'none'}", ""]
-    L += ["## Metrics", "", f"Primary metric: **{self.primary_metric}**; baseline: `{self.baseline.get('estimator', '')}`.", "",
-          _md_table(_metric_rows(self), ["metric", "model", "baseline", "train"])]
+    L += ["## Metrics", "", f"Primary metric: **{self.primary_metric}**; baseline: `{self.baseline.get('estimator', '')}`.",
+          "", _md_table(_metric_rows(self), ["metric", "model", "baseline", "train"])]
     sh = self.explanations.get("shap")
-    if sh: L += ["## What drives predictions", "", f"Mean |SHAP| ({sh['explainer']} explainer, {sh['rows']} rows), top columns:", "",
-                 _md_table([dict(column=k, importance=v) for k, v in list(sh["importance"].items())[:10]], ["column", "importance"])]
+    if sh:
+        top = [dict(column=k, importance=v) for k, v in list(sh["importance"].items())[:10]]
+        L += ["## What drives predictions", "", f"Mean |SHAP| ({sh['explainer']} explainer, {sh['rows']} rows), top columns:",
+              "", _md_table(top, ["column", "importance"])]
     if self.fairness.get("attributes"):
         L += ["## Fairness", ""]
         for a, r in self.fairness["attributes"].items():
             L += [f"### {a}", "", _md_table([{k: v for k, v in r.items() if k != "by_group"}], [k for k in r if k != "by_group"]),
                   _md_table(r["by_group"], list(r["by_group"][0].keys()) if r["by_group"] else [])]
     lim = [g["message"] for g in self.gates if g["status"] != "pass"] + self.notes
-    L += ["## Limitations and caveats", ""] + ([f"- {x}" for x in lim] or ["- None found by the automated check; it cannot find every limitation."]) + [""]
+    none = ["- None found by the automated check; it cannot find every limitation."]
+    L += ["## Limitations and caveats", ""] + ([f"- {x}" for x in lim] or none) + [""]
     return "\n".join(L)
 
-Report.model_card = _model_card
-
 # %% ../nbs/16_checker.ipynb #7e7b12ce
-def _save(self, path, # .json, .html or .md
-         ) -> Path:
+@patch
+def save(self:Report, path, # .json, .html or .md
+        ) -> Path:
     "Write the report as JSON, HTML or a markdown model card, by the file's suffix."
     path = Path(path)
     suf = path.suffix.lower()
@@ -221,8 +270,6 @@ def _save(self, path, # .json, .html or .md
     elif suf == ".md": path.write_text(self.model_card())
     else: raise InputError(f"cannot write a report to {path.name}; use a .json, .html or .md file name.")
     return path
-
-Report.save = _save
 
 # %% ../nbs/16_checker.ipynb #ead8864d
 def _sample(X:pd.DataFrame, n:int, seed:int) -> pd.DataFrame:
