@@ -165,7 +165,7 @@ def test_deploy_rollback_stop_from_the_sidebar(lab, page):
     assert "LogisticRegression" in page.inner_text("#nbdeploy-model")
     assert page.input_value("#nbdeploy-target") == "local"
     assert page.is_visible(".jp-select-wrapper > select#nbdeploy-model.jp-mod-styled")
-    assert page.is_visible("#nbdeploy-deploy-section .jp-Toolbar .nbdeploy-refresh-models")
+    assert page.is_visible("#nbdeploy-sidebar .jp-AccordionPanel-toolbar .nbdeploy-refresh-models")
     assert page.is_visible("#nbdeploy-deploy.jp-Button.jp-mod-accept")
     assert page.locator("#nbdeploy-sidebar .lm-AccordionPanel-title").count() == 2
     shot(page, "1-models")

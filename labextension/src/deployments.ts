@@ -7,6 +7,7 @@ import {
   caretRightIcon,
   historyIcon,
   LabIcon,
+  listIcon,
   PanelWithToolbar,
   refreshIcon,
   stopIcon,
@@ -38,16 +39,24 @@ export interface IDeploymentRow {
   actions?: Action[];
 }
 
-/** What an action answers. */
+/** What an action answers (`logs` also carries the log's last lines). */
 interface IActionAnswer {
   message: string;
+  logs?: string;
 }
 
 /** How each action the sidebar can run is shown. */
 const ACTIONS: Partial<Record<Action, { label: string; icon: LabIcon }>> = {
   stop: { label: 'Stop', icon: stopIcon },
-  rollback: { label: 'Roll back', icon: historyIcon }
+  rollback: { label: 'Roll back', icon: historyIcon },
+  logs: { label: 'Logs', icon: listIcon }
 };
+
+/** A ledger time stamp in the reader's local time. */
+function when(stamp: string): string {
+  const t = new Date(stamp);
+  return isNaN(t.getTime()) ? stamp : t.toLocaleString();
+}
 
 /** Is this row the version in service? */
 function live(r: IDeploymentRow): boolean {
@@ -99,6 +108,8 @@ export class DeploymentList extends PanelWithToolbar {
   readonly actionStatus = el('div', { id: 'nbdeploy-action' });
   /** Rows the user opened or closed, by "name:version", kept across refreshes. */
   private expanded = new Map<string, boolean>();
+  /** The server log shown under a row, by "name:version". */
+  private logs = new Map<string, string>();
   private timer = 0;
 
   /** Reload the ledger from the server extension. */
@@ -168,7 +179,7 @@ export class DeploymentList extends PanelWithToolbar {
     );
     const actions = (r.actions ?? [])
       .filter(a => ACTIONS[a])
-      .map(a => this.actionButton(r.name, a));
+      .map(a => this.actionButton(r, a));
     const summary = el(
       'div',
       { class: 'nbdeploy-row-summary' },
@@ -185,10 +196,21 @@ export class DeploymentList extends PanelWithToolbar {
           el('div', { class: 'nbdeploy-muted' }, `target: ${r.target}`),
           r.url && live(r) ? urlWithCopy(r.url) : null,
           r.updated_at
-            ? el('div', { class: 'nbdeploy-muted' }, `updated ${r.updated_at}`)
+            ? el(
+                'div',
+                { class: 'nbdeploy-muted' },
+                `updated ${when(r.updated_at)}`
+              )
             : null,
           r.error ? el('div', { class: 'nbdeploy-error' }, r.error) : null,
-          r.detail ? el('pre', { class: 'nbdeploy-detail' }, r.detail) : null
+          r.detail ? el('pre', { class: 'nbdeploy-detail' }, r.detail) : null,
+          this.logs.has(key)
+            ? el(
+                'pre',
+                { class: 'nbdeploy-logs' },
+                this.logs.get(key) || '(empty)'
+              )
+            : null
         )
       : null;
     const node = el(
@@ -207,22 +229,31 @@ export class DeploymentList extends PanelWithToolbar {
     return node;
   }
 
-  private actionButton(name: string, action: Action): HTMLButtonElement {
+  /** The button of one action on one version; logs show under the row, the others refresh the list. */
+  private actionButton(r: IDeploymentRow, action: Action): HTMLButtonElement {
     const { label, icon } = ACTIONS[action]!;
+    const name = r.name;
+    const key = `${r.name}:${r.version}`;
+    const path = `deployments/${encodeURIComponent(name)}/${action}?version=${r.version}`;
     return button(
       label,
-      { class: `jp-mod-minimal jp-mod-small nbdeploy-${action}` },
+      {
+        class: `jp-mod-minimal jp-mod-small nbdeploy-${action}`,
+        title: `${label} ${name} v${r.version}`
+      },
       icon,
       async b => {
         b.disabled = true;
         this.actionStatus.className = 'nbdeploy-muted';
-        this.actionStatus.textContent = `${label.toLowerCase()} ${name}…`;
+        this.actionStatus.textContent = `${label.toLowerCase()} ${name} v${r.version}…`;
         try {
-          const r = await requestAPI<IActionAnswer>(
-            `deployments/${encodeURIComponent(name)}/${action}`,
-            { method: 'POST' }
-          );
-          this.actionStatus.textContent = r.message;
+          const init = action === 'logs' ? {} : { method: 'POST' };
+          const answer = await requestAPI<IActionAnswer>(path, init);
+          this.actionStatus.textContent = answer.message;
+          if (action === 'logs') {
+            this.logs.set(key, answer.logs ?? '');
+            this.expanded.set(key, true);
+          }
         } catch (e) {
           this.actionStatus.className = 'nbdeploy-error';
           this.actionStatus.textContent = `${label} ${name} failed: ${(e as Error).message}`;

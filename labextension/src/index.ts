@@ -12,6 +12,7 @@ import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon, SidePanel } from '@jupyterlab/ui-components';
+import { AccordionPanel } from '@lumino/widgets';
 
 import { DeploymentList } from './deployments';
 import { DeployForm, IDefaults } from './panel';
@@ -68,6 +69,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     panel.title.caption = 'nbdeploy: deploy a model';
     panel.addWidget(form);
     panel.addWidget(list);
+    (panel.content as AccordionPanel).setRelativeSizes([3, 2]);
     app.shell.add(panel, 'left', { rank: 850 });
 
     app.commands.addCommand(COMMAND, {

@@ -9,6 +9,7 @@ import { ISessionContext } from '@jupyterlab/apputils';
 import {
   copyIcon,
   LabIcon,
+  launchIcon,
   PanelWithToolbar,
   refreshIcon,
   ToolbarButton
@@ -198,9 +199,9 @@ export class DeployForm extends PanelWithToolbar {
       {},
       this.notebookLabel,
       field('Model', this.model.node),
-      field('Test data X', this.xTest.node),
-      field('Test target y', this.yTest.node),
-      field('Sensitive column', this.sensitive.node),
+      field('Test X', this.xTest.node),
+      field('Test y', this.yTest.node),
+      field('Sensitive', this.sensitive.node),
       field('Name', this.name),
       field('Target', this.target.node),
       el(
@@ -388,6 +389,7 @@ export class DeployForm extends PanelWithToolbar {
       this.logBox.open = true;
     }
     this.options.deployed();
+    this.result.scrollIntoView({ block: 'nearest' });
   }
 
   private onStep(e: IStepEvent): void {
@@ -423,7 +425,7 @@ export class DeployForm extends PanelWithToolbar {
       ? button(
           'Readiness report',
           { id: 'nbdeploy-report', class: 'jp-mod-minimal' },
-          this.options.icon,
+          launchIcon,
           () => void this.openReport(o.name, o.version)
         )
       : null;
