@@ -34,6 +34,9 @@ if ! jupyter labextension list 2>&1 | grep -q "nbdeploy-labextension.*enabled.*O
   jupyter labextension list; echo "the install did not bring the JupyterLab sidebar (is node on PATH?)"; exit 1
 fi
 
+echo "== the sidebar's TypeScript and CSS: the extension template's eslint, prettier and stylelint"
+(cd labextension && jlpm lint:check)
+
 echo "== nbdev: nbdeploy/ must equal a fresh export of nbs/, and nbs/ must carry no outputs"
 nbdev_export
 if [ -n "$(git status --porcelain --untracked-files=all -- nbdeploy)" ]; then
