@@ -178,7 +178,7 @@ def test_an_api_key_is_refused_before_anything_is_recorded(aws, registry, iris_i
 def rollout_uses_target_gate() -> bool:
     "Whether nd.deploy's rollout waits with a target's own `wait_ready` (needed for targets without a reachable /readyz)."
     import importlib, inspect
-    return "t.wait_ready(" in inspect.getsource(importlib.import_module("nbdeploy.deployer").rollout)
+    return "t.wait_ready(" in inspect.getsource(importlib.import_module("nbdeploy.deployer")._rollout)
 
 
 @pytest.mark.skipif(not rollout_uses_target_gate(), reason="nd.deploy's rollout does not call a target's own wait_ready yet")
