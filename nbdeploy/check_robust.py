@@ -11,10 +11,12 @@ import importlib.metadata as im
 import pickle
 import platform
 import time
+
 import numpy as np
 import pandas as pd
 from scipy import stats
-from .check_explain import is_numeric
+
+from .check_data import _is_numeric
 
 # %% ../nbs/15_check_robust.ipynb #f0db98f4
 def _changed(task:str, a, b) -> float:
@@ -31,7 +33,7 @@ def _err(e:Exception) -> str:
 def noise_stability(model, X:pd.DataFrame, task:str, scale:float=0.01, seed:int=0) -> dict:
     "How predictions move when numeric columns get noise of `scale` x their std."
     rng, Xn = np.random.default_rng(seed), X.copy()
-    num = [c for c in X.columns if is_numeric(X[c])]
+    num = [c for c in X.columns if _is_numeric(X[c])]
     for c in num:
         Xn[c] = X[c].astype(float) + rng.normal(0, scale * (float(X[c].std()) or 0.0), len(X))
     try: change = _changed(task, model.predict(X), model.predict(Xn))
@@ -57,7 +59,7 @@ def missing_robustness(model, X:pd.DataFrame, task:str, share:float=0.1, seed:in
 def unseen_categories(model, X:pd.DataFrame, task:str, value:str="__nbdeploy_unseen__") -> dict:
     "Per text column: does predict survive a category never seen in training."
     base, crashes, changes = np.asarray(model.predict(X)), {}, {}
-    for c in [c for c in X.columns if not is_numeric(X[c])]:
+    for c in [c for c in X.columns if not _is_numeric(X[c])]:
         Xu = X.copy()
         Xu[c] = pd.Series([value] * len(X), index=X.index, dtype=object if isinstance(X[c].dtype, pd.CategoricalDtype) else X[c].dtype)
         try: changes[c] = _changed(task, base, model.predict(Xu))
@@ -70,7 +72,7 @@ def _column_schema(X:pd.DataFrame, max_categories:int=20) -> list:
     out = []
     for c in X.columns:
         s, d = X[c], dict(name=str(c), dtype=str(X[c].dtype), nullable=bool(X[c].isna().any()))
-        if is_numeric(s) and s.notna().any(): d.update(min=float(s.min()), max=float(s.max()))
+        if _is_numeric(s) and s.notna().any(): d.update(min=float(s.min()), max=float(s.max()))
         else:
             cats = [str(v) for v in pd.unique(s.dropna())]
             d.update(categories=cats[:max_categories], n_categories=len(cats))
@@ -82,7 +84,7 @@ def _shift(a:pd.Series, b:pd.Series) -> tuple:
     "(test name, effect size, p-value) comparing two samples of one column."
     a, b = a.dropna(), b.dropna()
     if len(a) < 2 or len(b) < 2: return "none", 0.0, 1.0
-    if is_numeric(a) and is_numeric(b):
+    if _is_numeric(a) and _is_numeric(b):
         r = stats.ks_2samp(a.astype(float), b.astype(float))
         return "ks", float(r.statistic), float(r.pvalue)
     ca, cb = a.astype(str).value_counts(), b.astype(str).value_counts()
