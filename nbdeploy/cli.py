@@ -154,8 +154,10 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--stop", action="store_true", help="stop the server after printing the prediction")
     _check_parser(sub)
     sub.add_parser("deployments", help="list the ledger").add_argument("name", nargs="?")
-    for cmd in ("rollback", "stop", "status"):
-        sub.add_parser(cmd, help=f"{cmd} a deployment").add_argument("name")
+    for cmd, what in [("status", "the live status of a deployment (its version in service, else its newest)"),
+                      ("rollback", "put a deployment's previous healthy version back in service"),
+                      ("stop", "stop a deployment's version in service")]:
+        sub.add_parser(cmd, help=what).add_argument("name")
     lg = sub.add_parser("logs", help="the last lines of a deployment's server log")
     lg.add_argument("name")
     lg.add_argument("--tail", type=int, default=100, help="how many lines (default 100)")
