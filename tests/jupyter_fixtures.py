@@ -26,7 +26,8 @@ def command(app: str, port: int, token: str, root: Path, extra: tuple = ()) -> l
     cmd = [sys.executable, "-m", "jupyterlab" if app == "lab" else "jupyter_server", "--no-browser", "--allow-root",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-    if app == "lab": cmd += ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if app == "lab":
+        cmd += ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     return cmd + list(extra)
 
 
@@ -34,9 +35,11 @@ def wait_up(url: str, token: str, proc: subprocess.Popen, log: Path, timeout: fl
     "Wait until the server answers and the nbdeploy extension is loaded; fail with the log if it does not."
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if proc.poll() is not None: raise RuntimeError(f"jupyter exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(f"{url}/nbdeploy/deployments", headers={"Authorization": f"token {token}"}, timeout=5).status_code == 200: return
+            r = requests.get(f"{url}/nbdeploy/deployments", headers={"Authorization": f"token {token}"}, timeout=5)
+            if r.status_code == 200: return
         except requests.RequestException: pass
         time.sleep(0.5)
     raise RuntimeError(f"jupyter did not answer /nbdeploy/deployments within {timeout} s:\n{log.read_text()[-3000:]}")
@@ -62,7 +65,7 @@ def lab_settings(root: Path) -> Path:
 
 @contextmanager
 def jupyter(app: str, root: Path, log: Path, *extra: str, env: dict | None = None):
-    "Run `jupyter server` (app='server') or `jupyter lab` on a random loopback port with a random token; yields (url, token)."
+    "Run `jupyter server` (app='server') or `jupyter lab` on a random loopback port and token; yields (url, token)."
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ if env is None else env)
     # classes from tests/ (an authorizer) importable in the server
@@ -70,8 +73,8 @@ def jupyter(app: str, root: Path, log: Path, *extra: str, env: dict | None = Non
     if app == "lab": env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(root))
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as f:
-        proc = subprocess.Popen(command(app, port, token, root, extra), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=root, env=env)
+        proc = subprocess.Popen(command(app, port, token, root, extra), stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=root, env=env)
     try:
         wait_up(url, token, proc, log)
         yield url, token

@@ -1,4 +1,6 @@
 """`%deploy` and `%%deploy` through IPython's own shell, deploying real local services."""
+import json
+
 import pytest
 import requests
 from IPython.core.interactiveshell import InteractiveShell
@@ -25,7 +27,8 @@ def ip():
 
 def test_load_ext_nbdeploy_registers_the_magic():
     if not hasattr(nd, "load_ipython_extension"):
-        pytest.skip("nbdeploy does not re-export load_ipython_extension yet (nbs/80_api.ipynb): `%load_ext nbdeploy.magic` works")
+        pytest.skip("nbdeploy does not re-export load_ipython_extension yet (nbs/80_api.ipynb): "
+                    "`%load_ext nbdeploy.magic` works")
     shell = InteractiveShell.instance()
     assert shell.run_cell("%load_ext nbdeploy").success and "deploy" in shell.magics_manager.magics["line"]
 
@@ -52,9 +55,10 @@ def test_deploy_status_rollback_stop(ip, capsys):
     assert r.success, r.error_in_exec
     dep = ip.user_ns["dep"]
     out = capsys.readouterr().out
-    assert "(sensitive: petal width (cm))" in out and "verdict: " in out and f"magic-iris v{dep.version} is serving at {dep.url}" in out
-    rows = X_rows(ip)
-    assert requests.post(f"{dep.url}/predict", json={"inputs": rows}, timeout=30).json()["predictions"] == ip.user_ns["clf"].predict(ip.user_ns["X"].head(2)).tolist()
+    assert "(sensitive: petal width (cm))" in out and "verdict: " in out
+    assert f"magic-iris v{dep.version} is serving at {dep.url}" in out
+    answer = requests.post(f"{dep.url}/predict", json={"inputs": X_rows(ip)}, timeout=30).json()
+    assert answer["predictions"] == ip.user_ns["clf"].predict(ip.user_ns["X"].head(2)).tolist()
 
     r = run(ip, "%%deploy\nmodel: clf2\nname: magic-iris\ntest: [X, y]\n")
     assert r.success, r.error_in_exec
@@ -63,8 +67,29 @@ def test_deploy_status_rollback_stop(ip, capsys):
     back = run(ip, "%deploy rollback magic-iris").result
     assert back.version == dep.version and back.status() == "serving"
     assert "serving" in (run(ip, "%deploy status magic-iris"), capsys.readouterr().out)[1]
+    assert run(ip, "%deploy logs magic-iris").success and "magic-iris" in capsys.readouterr().out  # BentoServer's lines
     assert run(ip, "%deploy stop magic-iris").success and "stopped magic-iris" in capsys.readouterr().out
     assert nd.deployment("magic-iris", dep.version).status() == "stopped"
+
+
+def test_the_sidebar_entry_points_speak_the_protocol(ip, capsys):
+    "panel_deploy prints step events and one result event last; panel_report answers the version's report as HTML."
+    from nbdeploy.faces import RESULT_MARK, kernel_models, panel_deploy, panel_report
+    assert kernel_models()._repr_json_()["protocol"] == {"mark": RESULT_MARK, "version": 1}
+    out = panel_deploy(json.dumps({"model": "clf", "name": "panel-iris", "X_test": "X", "y_test": "y"}))
+    try:
+        lines = capsys.readouterr().out.splitlines()
+        events = [json.loads(x[len(RESULT_MARK):]) for x in lines if x.startswith(RESULT_MARK)]
+        steps = [e for e in events if e["event"] == "step"]
+        assert [s["label"] for s in steps] == ["check", "package", "start on local", "health check"]
+        assert [s["i"] for s in steps] == [0, 1, 2, 3] and {s["n"] for s in steps} == {4}
+        assert events[-1] == out and out["event"] == "result" and out["ok"] and out["report"] is True, out
+        assert "checking clf on X/y" in lines
+        assert not any('"event"' in x for x in lines if not x.startswith(RESULT_MARK))
+        rep = panel_report("panel-iris", out["version"])._repr_json_()
+        assert rep["ok"] and rep["title"] == f"readiness: panel-iris v{out['version']}" and "<" in rep["html"], rep
+        assert panel_report("panel-iris", 99)._repr_json_()["ok"] is False
+    finally: nd.stop("panel-iris")
 
 
 def X_rows(ip):

@@ -53,7 +53,8 @@ def test_refused_without_token(server):
     url, _ = server
     assert requests.get(f"{url}/nbdeploy/deployments", timeout=10).status_code == 403
     assert requests.post(f"{url}/nbdeploy/deployments/x/stop", timeout=10).status_code == 403
-    assert requests.get(f"{url}/nbdeploy/deployments", headers={"Authorization": "token wrong"}, timeout=10).status_code == 403
+    wrong = {"Authorization": "token wrong"}
+    assert requests.get(f"{url}/nbdeploy/deployments", headers=wrong, timeout=10).status_code == 403
 
 
 def test_ledger_and_stop_with_token(server):
@@ -61,7 +62,8 @@ def test_ledger_and_stop_with_token(server):
     h = {"Authorization": f"token {token}"}
     fake_serving("srv-fake")
     events = ledger.events("srv-fake")
-    rows = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-fake"}, headers=h, timeout=30).json()["deployments"]
+    r = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-fake"}, headers=h, timeout=30)
+    rows = r.json()["deployments"]
     assert [(r["name"], r["version"], r["target"], r["verdict"]) for r in rows] == [("srv-fake", 1, "local", "pass")]
     assert rows[0]["status"] == "dead" and rows[0]["error"] is None  # checked live: ledger says serving, nothing runs
     # a GET writes nothing: the row is still serving in the ledger, and no event was recorded
@@ -81,9 +83,11 @@ def test_rows_carry_the_actions_that_apply_and_logs_and_versions_are_read(server
     fake_serving("srv-act")
     try:
         assert [(r["version"], r["actions"]) for r in get()["deployments"]] == [(1, ["stop", "logs"])]
-        r = requests.get(f"{url}/nbdeploy/deployments/srv-act/logs", params={"version": 1, "tail": 5}, headers=h, timeout=30)
+        r = requests.get(f"{url}/nbdeploy/deployments/srv-act/logs", params={"version": 1, "tail": 5}, headers=h,
+                         timeout=30)
         assert r.status_code == 200 and r.json()["version"] == 1 and isinstance(r.json()["logs"], str), r.text[:300]
-        r = requests.post(f"{url}/nbdeploy/deployments/srv-act/rollback", params={"version": "one"}, headers=h, timeout=30)
+        r = requests.post(f"{url}/nbdeploy/deployments/srv-act/rollback", params={"version": "one"}, headers=h,
+                          timeout=30)
         assert r.status_code == 400 and "whole number" in r.json()["error"]
         r = requests.post(f"{url}/nbdeploy/deployments/srv-act/rollback", params={"version": 1}, headers=h, timeout=30)
         assert r.status_code == 400 and "in service already" in r.json()["error"]
@@ -136,7 +140,8 @@ def test_cookie_session_needs_xsrf(server):
     url, token = server
     s = requests.Session()
     s.get(f"{url}/login", timeout=10)
-    r = s.post(f"{url}/login", data={"password": token, "_xsrf": s.cookies.get("_xsrf")}, timeout=10, allow_redirects=False)
+    r = s.post(f"{url}/login", data={"password": token, "_xsrf": s.cookies.get("_xsrf")}, timeout=10,
+               allow_redirects=False)
     assert r.status_code in (302, 303), r.text[:300]
     assert s.get(f"{url}/nbdeploy/deployments", timeout=30).status_code == 200
     assert s.post(f"{url}/nbdeploy/deployments/no-such/stop", timeout=30).status_code == 403

@@ -27,7 +27,8 @@ def test_tutorial_06_runs(tmp_path):
                         kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
     nb = nbformat.read(out, as_version=4)
     text = outputs(nb)
-    assert "the readiness check failed" in text and "for sex" in text and "--force" in text       # the gate refused the unfair forest
+    # the gate refused the unfair forest
+    assert "the readiness check failed" in text and "for sex" in text and "--force" in text
     assert "Traceback" not in text                                          # ... with a message, not a traceback
     assert "heart-magic-pm v2 is serving at http://127.0.0.1:" in text and "prediction: <code>[" in text
     assert "heart-magic-pm v1 is back in service" in text and "stopped heart-magic-pm" in text
