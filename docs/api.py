@@ -40,7 +40,7 @@ class DocRenderer(MarkdownRenderer):
     "`show_doc` renderer: a labelled heading, the signature, the docstring and the docments as a parameter table."
     def __init__(self, sym, name: str | None = None, title_level: int = 3, maxline: int = MAXLINE):
         try: super().__init__(sym, name=name, title_level=title_level, maxline=maxline)
-        except NameError:  # an annotation that names what only a type checker imports: keep it unevaluated
+        except (NameError, OSError):  # a type checker's name in an annotation, a function made without source
             self.sym = inspect.unwrap(getattr(sym, "fget", None) or sym)
             self.nm, self.title_level, self.sig = name or self.sym.__qualname__, title_level, inspect.signature(self.sym)
         # the object's own docstring only (fastcore falls back to its type's: "Call self as a function.")
@@ -62,7 +62,8 @@ class DocRenderer(MarkdownRenderer):
 
     def _table(self) -> str:
         try: dm = docments(self.sym, full=True, returns=True, eval_str=True)
-        except Exception: dm = docments(self.sym, full=True, returns=True)
+        except NameError: dm = docments(self.sym, full=True, returns=True)
+        except OSError: return ""  # no source to read the docments from
         rows = [(k, v) for k, v in dm.items() if k not in ("self", "cls", "return")]
         ret = dm.get("return", {})
         if not any(v.get("docment") for _, v in rows) and not ret.get("docment"): return ""
@@ -146,10 +147,12 @@ def page(modname: str) -> str:
     doc = inspect.getdoc(mod) or ""
     names = list(getattr(mod, "__all__", []))
     out = [f"({modname})=", f"# `{modname}`", doc]
-    src = re.search(r"File to edit: \S*?([^/\s]+\.ipynb)", inspect.getsource(mod)[:500])
+    src = re.search(r"File to edit: \S*?([^/\s]+\.ipynb)", Path(mod.__file__).read_text()[:500])
     if src: out.append(f"Written in the notebook [{src.group(1)}](../{src.group(1)}).")
     if not names: out.append("This module has no public names of its own (`__all__` is empty).")
-    for n in names: out.append(render(modname, n, getattr(mod, n)))
+    for n in names:
+        try: out.append(render(modname, n, getattr(mod, n)))
+        except Exception as e: raise RuntimeError(f"cannot document {modname}.{n}: {e!r}") from e
     return "\n\n".join(o for o in out if o) + "\n"
 
 
@@ -159,13 +162,15 @@ def package_page(mods: list) -> str:
     out = ["(api)=", "# API reference", inspect.getdoc(pkg) or "",
            f"Every public name of every module (its `__all__`), generated with nbdev's `show_doc` from the installed "
            f"`{PKG}` when the site is built. Parameter tables come from the docments (the comments beside each "
-           "parameter).", f"## `import {PKG}`", "| Name | Where it is defined |", "| --- | --- |"]
+           "parameter).", f"## `import {PKG}`"]
+    rows = ["| Name | Where it is defined |", "| --- | --- |"]
     for n, v in sorted(vars(pkg).items()):
         if n.startswith("_") or inspect.ismodule(v): continue
         home = getattr(v, "__module__", None)
         if home and home.startswith(PKG + ".") and n in getattr(sys.modules[home], "__all__", ()):
-            out.append(f"| {{ref}}`{n} <{key(home, n, v)}>` | `{home}` |")
-        else: out.append(f"| `{n}` | `{home or type(v).__name__}` |")
+            rows.append(f"| {{ref}}`{n} <{key(home, n, v)}>` | `{home}` |")
+        else: rows.append(f"| `{n}` | `{home or type(v).__name__}` |")
+    out.append("\n".join(rows))
     out += ["## Modules", "```{toctree}\n:maxdepth: 1\n\n" + "\n".join(m.split(".")[-1] for m in mods) + "\n```"]
     return "\n\n".join(o for o in out if o) + "\n"
 

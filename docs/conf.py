@@ -32,5 +32,4 @@ html_copy_source = False
 suppress_warnings = [
     "image.not_readable",  # tutorials show screenshots the browser test writes to tests/artifacts/ (not in a clone)
     "myst.header",  # notebooks may step from a title straight to a level-3 heading
-    "mystnb.unknown_mime_type",  # widget outputs have no static rendering
 ]
