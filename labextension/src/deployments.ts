@@ -13,6 +13,7 @@ import {
   stopIcon,
   ToolbarButton
 } from '@jupyterlab/ui-components';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
@@ -46,11 +47,15 @@ interface IActionAnswer {
 }
 
 /** How each action the sidebar can run is shown. */
-const ACTIONS: Partial<Record<Action, { label: string; icon: LabIcon }>> = {
-  stop: { label: 'Stop', icon: stopIcon },
-  rollback: { label: 'Roll back', icon: historyIcon },
-  logs: { label: 'Logs', icon: listIcon }
-};
+function actionLooks(
+  trans: TranslationBundle
+): Record<Action, { label: string; icon: LabIcon }> {
+  return {
+    stop: { label: trans.__('Stop'), icon: stopIcon },
+    rollback: { label: trans.__('Roll back'), icon: historyIcon },
+    logs: { label: trans.__('Logs'), icon: listIcon }
+  };
+}
 
 /** A ledger time stamp in the reader's local time. */
 function when(stamp: string): string {
@@ -76,17 +81,20 @@ export function groupByName(
 
 /** The deployments section of the sidebar. */
 export class DeploymentList extends PanelWithToolbar {
-  constructor(private refreshSeconds: () => number) {
+  constructor(
+    private refreshSeconds: () => number,
+    private trans: TranslationBundle
+  ) {
     super();
     this.id = 'nbdeploy-deployments-section';
-    this.title.label = 'Deployments';
+    this.title.label = trans.__('Deployments');
     this.addClass('nbdeploy-section');
     this.toolbar.addItem(
       'refresh',
       new ToolbarButton({
         icon: refreshIcon,
         className: 'nbdeploy-refresh-list',
-        tooltip: 'Refresh the deployments',
+        tooltip: trans.__('Refresh the deployments'),
         onClick: () => void this.refresh()
       })
     );
@@ -108,6 +116,7 @@ export class DeploymentList extends PanelWithToolbar {
   readonly actionStatus = el('div', { id: 'nbdeploy-action' });
   /** Rows the user opened or closed, by "name:version", kept across refreshes. */
   private expanded = new Map<string, boolean>();
+  private looks = actionLooks(this.trans);
   /** The server log shown under a row, by "name:version". */
   private logs = new Map<string, string>();
   private timer = 0;
@@ -168,7 +177,9 @@ export class DeploymentList extends PanelWithToolbar {
       '',
       {
         class: 'jp-mod-minimal nbdeploy-toggle',
-        title: open ? 'Hide details' : 'Show details',
+        title: open
+          ? this.trans.__('Hide details')
+          : this.trans.__('Show details'),
         'aria-expanded': String(open)
       },
       open ? caretDownIcon : caretRightIcon,
@@ -178,7 +189,7 @@ export class DeploymentList extends PanelWithToolbar {
       }
     );
     const actions = (r.actions ?? [])
-      .filter(a => ACTIONS[a])
+      .filter(a => a in this.looks)
       .map(a => this.actionButton(r, a));
     const summary = el(
       'div',
@@ -194,7 +205,7 @@ export class DeploymentList extends PanelWithToolbar {
           'div',
           { class: 'nbdeploy-row-details' },
           el('div', { class: 'nbdeploy-muted' }, `target: ${r.target}`),
-          r.url && live(r) ? urlWithCopy(r.url) : null,
+          r.url && live(r) ? urlWithCopy(r.url, this.trans) : null,
           r.updated_at
             ? el(
                 'div',
@@ -231,7 +242,7 @@ export class DeploymentList extends PanelWithToolbar {
 
   /** The button of one action on one version; logs show under the row, the others refresh the list. */
   private actionButton(r: IDeploymentRow, action: Action): HTMLButtonElement {
-    const { label, icon } = ACTIONS[action]!;
+    const { label, icon } = this.looks[action];
     const name = r.name;
     const key = `${r.name}:${r.version}`;
     const path = `deployments/${encodeURIComponent(name)}/${action}?version=${r.version}`;

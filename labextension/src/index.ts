@@ -11,10 +11,14 @@ import {
 import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon, SidePanel } from '@jupyterlab/ui-components';
 import { AccordionPanel } from '@lumino/widgets';
 
+// The sidebar is added to the shell as the plugin activates, so its widgets are needed at once.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { DeploymentList } from './deployments';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { DeployForm, IDefaults } from './panel';
 
 const PLUGIN_ID = 'nbdeploy-labextension:plugin';
@@ -34,24 +38,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'nbdeploy sidebar: deploy a model from the notebook kernel, list, stop and roll back deployments.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ILabShell, ICommandPalette, ISettingRegistry],
+  optional: [ILabShell, ICommandPalette, ISettingRegistry, ITranslator],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     labShell: ILabShell | null,
     palette: ICommandPalette | null,
-    settingRegistry: ISettingRegistry | null
+    settingRegistry: ISettingRegistry | null,
+    translator: ITranslator | null
   ) => {
+    const trans = (translator ?? nullTranslator).load('nbdeploy');
     const defaults: IDefaults = {
       target: 'local',
       name: '',
       refreshSeconds: 5
     };
-    const list = new DeploymentList(() => defaults.refreshSeconds);
+    const list = new DeploymentList(() => defaults.refreshSeconds, trans);
     const form = new DeployForm({
       tracker,
       defaults,
       icon: rocketIcon,
+      trans,
       deployed: () => void list.refresh(),
       openTab: (widget: MainAreaWidget) => {
         const open = Array.from(app.shell.widgets('main')).find(
@@ -66,20 +73,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
     panel.id = 'nbdeploy-sidebar';
     panel.addClass('nbdeploy-panel');
     panel.title.icon = rocketIcon;
-    panel.title.caption = 'nbdeploy: deploy a model';
+    panel.title.caption = trans.__('nbdeploy: deploy a model');
     panel.addWidget(form);
     panel.addWidget(list);
     (panel.content as AccordionPanel).setRelativeSizes([3, 2]);
     app.shell.add(panel, 'left', { rank: 850 });
 
     app.commands.addCommand(COMMAND, {
-      label: 'nbdeploy: Deploy a model from this notebook',
-      caption: 'Open the nbdeploy sidebar',
+      label: trans.__('nbdeploy: Deploy a model from this notebook'),
+      caption: trans.__('Open the nbdeploy sidebar'),
       describedBy: { args: { type: 'object', properties: {} } },
       icon: rocketIcon,
       execute: () => app.shell.activateById(panel.id)
     });
-    palette?.addItem({ command: COMMAND, category: 'nbdeploy' });
+    palette?.addItem({ command: COMMAND, category: trans.__('nbdeploy') });
 
     if (settingRegistry) {
       void settingRegistry.load(PLUGIN_ID).then(settings => {

@@ -177,15 +177,19 @@ export async function resultMark(
 /** A progress line of nbdeploy's text form ("deploy churn [2/4] package"), for kernels without step events. */
 const TEXT_STEP = /^(.*) \[(\d+)\/(\d+)\] (.+)$/;
 
-/** Read one printed line: an event after the marker, a text-form step, or plain log text. */
+/**
+ * Read one printed line: an event after the marker, or plain log text. With `textSteps` (a kernel whose
+ * nbdeploy prints no step events) a line of the text form is read as a step.
+ */
 export function parseLine(
   line: string,
-  mark: string
-): DeployEvent | IStepEvent | string {
+  mark: string,
+  textSteps = false
+): DeployEvent | string {
   if (line.startsWith(mark)) {
     return JSON.parse(line.slice(mark.length)) as DeployEvent;
   }
-  const m = TEXT_STEP.exec(line);
+  const m = textSteps ? TEXT_STEP.exec(line) : null;
   if (m) {
     const [, desc, i, n, label] = m;
     return { event: 'step', i: Number(i) - 1, n: Number(n), label, desc };
@@ -198,7 +202,8 @@ export async function deploy(
   kernel: Kernel.IKernelConnection,
   spec: IDeploySpec,
   mark: string,
-  on: IDeployHandlers
+  on: IDeployHandlers,
+  textSteps = false
 ): Promise<DeployResult> {
   const code = `${FACES}.panel_deploy(${JSON.stringify(JSON.stringify(spec))});`;
   const future = kernel.requestExecute({
@@ -212,7 +217,7 @@ export async function deploy(
     if (!line) {
       return;
     }
-    const e = parseLine(line, mark);
+    const e = parseLine(line, mark, textSteps);
     if (typeof e === 'string') {
       on.log(e);
     } else if (e.event === 'step') {

@@ -14,6 +14,7 @@ import {
   refreshIcon,
   ToolbarButton
 } from '@jupyterlab/ui-components';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
@@ -46,12 +47,18 @@ export interface IDeployFormOptions {
   icon: LabIcon;
   /** Called after each deploy, to refresh the deployments list. */
   deployed: () => void;
+  /** The sidebar's translations. */
+  trans: TranslationBundle;
   /** Open a widget in the main area. */
   openTab: (widget: MainAreaWidget) => void;
 }
 
 /** A URL as a link that opens in a new tab, with a button that copies it. */
-export function urlWithCopy(url: string, id = ''): HTMLElement {
+export function urlWithCopy(
+  url: string,
+  trans: TranslationBundle,
+  id = ''
+): HTMLElement {
   const link = el(
     'a',
     {
@@ -67,18 +74,18 @@ export function urlWithCopy(url: string, id = ''): HTMLElement {
     '',
     {
       class: 'jp-mod-minimal nbdeploy-copy',
-      title: 'Copy the URL',
-      'aria-label': 'Copy the URL',
+      title: trans.__('Copy the URL'),
+      'aria-label': trans.__('Copy the URL'),
       ...(id ? { id: `${id}-copy` } : {})
     },
     copyIcon,
     b => {
       Clipboard.copyToSystem(url);
       b.classList.add('nbdeploy-copied');
-      b.title = 'Copied';
+      b.title = trans.__('Copied');
       window.setTimeout(() => {
         b.classList.remove('nbdeploy-copied');
-        b.title = 'Copy the URL';
+        b.title = trans.__('Copy the URL');
       }, 1500);
     }
   );
@@ -113,14 +120,14 @@ export class DeployForm extends PanelWithToolbar {
   constructor(private options: IDeployFormOptions) {
     super();
     this.id = 'nbdeploy-deploy-section';
-    this.title.label = 'Deploy a model';
+    this.title.label = options.trans.__('Deploy a model');
     this.addClass('nbdeploy-section');
     this.toolbar.addItem(
       'refresh',
       new ToolbarButton({
         icon: refreshIcon,
         className: 'nbdeploy-refresh-models',
-        tooltip: "Refresh the kernel's models and data",
+        tooltip: options.trans.__("Refresh the kernel's models and data"),
         onClick: () => void this.refreshModels()
       })
     );
@@ -145,11 +152,11 @@ export class DeployForm extends PanelWithToolbar {
     id: 'nbdeploy-name',
     type: 'text',
     class: 'jp-mod-styled',
-    placeholder: 'deployment name'
+    placeholder: this.options.trans.__('deployment name')
   });
   readonly force = el('input', { id: 'nbdeploy-force', type: 'checkbox' });
   readonly deployButton = button(
-    'Deploy',
+    this.options.trans.__('Deploy'),
     { id: 'nbdeploy-deploy', class: 'jp-mod-accept' },
     this.options.icon,
     () => void this.deploy()
@@ -184,6 +191,7 @@ export class DeployForm extends PanelWithToolbar {
   private watched: ISessionContext | null = null;
 
   private build(): HTMLElement {
+    const trans = this.options.trans;
     this.xTest.select.addEventListener('change', () => this.fillSensitive());
     this.model.select.addEventListener('change', () => this.proposeName());
     this.name.addEventListener(
@@ -198,17 +206,17 @@ export class DeployForm extends PanelWithToolbar {
       'div',
       {},
       this.notebookLabel,
-      field('Model', this.model.node),
-      field('Test X', this.xTest.node),
-      field('Test y', this.yTest.node),
-      field('Sensitive', this.sensitive.node),
-      field('Name', this.name),
-      field('Target', this.target.node),
+      field(trans.__('Model'), this.model.node),
+      field(trans.__('Test X'), this.xTest.node),
+      field(trans.__('Test y'), this.yTest.node),
+      field(trans.__('Sensitive'), this.sensitive.node),
+      field(trans.__('Name'), this.name),
+      field(trans.__('Target'), this.target.node),
       el(
         'label',
         { class: 'nbdeploy-check' },
         this.force,
-        ' deploy even if the readiness check fails'
+        trans.__('deploy even if the readiness check fails')
       ),
       el('div', { class: 'nbdeploy-buttons' }, this.deployButton),
       this.progress,
@@ -234,9 +242,10 @@ export class DeployForm extends PanelWithToolbar {
       ctx.iopubMessage.connect(this.onIOPub, this);
       void ctx.ready.then(() => this.refreshModels());
     }
+    const trans = this.options.trans;
     this.notebookLabel.textContent = current
-      ? `Notebook: ${current.context.path}`
-      : 'no notebook open';
+      ? trans.__('Notebook: %1', current.context.path)
+      : trans.__('no notebook open');
   }
 
   private onIOPub(_: ISessionContext, msg: KernelMessage.IMessage): void {
@@ -365,13 +374,19 @@ export class DeployForm extends PanelWithToolbar {
     this.result.replaceChildren();
     let result: DeployResult;
     try {
-      result = await deploy(kernel, spec, mark, {
-        step: e => this.onStep(e),
-        log: line => {
-          this.log.textContent += line + '\n';
-          this.log.scrollTop = this.log.scrollHeight;
-        }
-      });
+      result = await deploy(
+        kernel,
+        spec,
+        mark,
+        {
+          step: e => this.onStep(e),
+          log: line => {
+            this.log.textContent += line + '\n';
+            this.log.scrollTop = this.log.scrollHeight;
+          }
+        },
+        !this.inventory.protocol
+      );
     } finally {
       this.deployButton.disabled = false;
     }
@@ -423,7 +438,7 @@ export class DeployForm extends PanelWithToolbar {
     );
     const report = o.report
       ? button(
-          'Readiness report',
+          this.options.trans.__('Readiness report'),
           { id: 'nbdeploy-report', class: 'jp-mod-minimal' },
           launchIcon,
           () => void this.openReport(o.name, o.version)
@@ -442,7 +457,9 @@ export class DeployForm extends PanelWithToolbar {
         'div',
         { class: 'nbdeploy-served' },
         `${o.name} v${o.version} serving at `,
-        o.url ? urlWithCopy(o.url, 'nbdeploy-url') : '(no URL)'
+        o.url
+          ? urlWithCopy(o.url, this.options.trans, 'nbdeploy-url')
+          : '(no URL)'
       )
     );
   }
