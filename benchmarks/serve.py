@@ -110,8 +110,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 model = joblib.load(os.environ["MODEL_PATH"])
 cols = os.environ["COLUMNS"].split("|")
 kinds = os.environ["KINDS"].split("|")
-Row = create_model("Row", __config__=ConfigDict(extra="forbid"),
-                   **{f"c{i}": ((float if k == "number" else str), Field(alias=c)) for i, (c, k) in enumerate(zip(cols, kinds))})
+fields = {f"c{i}": ((float if k == "number" else str), Field(alias=c)) for i, (c, k) in enumerate(zip(cols, kinds))}
+Row = create_model("Row", __config__=ConfigDict(extra="forbid"), **fields)
 
 class Body(BaseModel):
     inputs: list[Row] = Field(min_length=1)
@@ -147,7 +147,8 @@ def models():
     X, y = load_iris(return_X_y=True, as_frame=True)
     forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
     df, yc = churn()
-    ct = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["plan", "region"]), (StandardScaler(), ["age", "income"]))
+    ct = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["plan", "region"]),
+                                 (StandardScaler(), ["age", "income"]))
     pipe = make_pipeline(ct, GradientBoostingClassifier(n_estimators=50, random_state=0)).fit(df, yc)
     return {"forest": (forest, X), "pipeline": (pipe, df)}
 
@@ -179,7 +180,8 @@ def wrk(url, body, seconds, clients):
     lat = {p: ms(*re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()) for p in ("50", "99")}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": lat["50"], "p99_ms": lat["99"],
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50_ms": lat["50"], "p99_ms": lat["99"],
             "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)}
 
 
@@ -232,12 +234,15 @@ def svc_bentoml_docs(model, X, work):
     frame = not all(pd.api.types.is_numeric_dtype(X[c]) for c in X)
     # A batchable pd.DataFrame API hangs in BentoML 1.4.40 (its dispatcher adds an int to a tuple), so a frame
     # model gets the unbatched API a user would fall back to; the array model gets adaptive batching as documented.
-    src = textwrap.dedent(BENTOML_DOCS).replace("{kind}", "pd.DataFrame" if frame else "np.ndarray").replace("{batchable}", str(not frame))
+    src = textwrap.dedent(BENTOML_DOCS).replace("{kind}", "pd.DataFrame" if frame else "np.ndarray")
+    src = src.replace("{batchable}", str(not frame))
     (d / "service.py").write_text(src)
     port = free_port()
-    p = start([sys.executable, "-m", "bentoml", "serve", "service:Classifier", "--host", "127.0.0.1", "--port", str(port)], cwd=d)
+    p = start([sys.executable, "-m", "bentoml", "serve", "service:Classifier", "--host", "127.0.0.1",
+               "--port", str(port)], cwd=d)
     wait(f"http://127.0.0.1:{port}/readyz")
-    body = (lambda n: {"input_series": rows(X, n)}) if frame else (lambda n: {"input_series": X.head(n).to_numpy().tolist()})
+    if frame: body = lambda n: {"input_series": rows(X, n)}
+    else: body = lambda n: {"input_series": X.head(n).to_numpy().tolist()}
     return (lambda: stop(p)), f"http://127.0.0.1:{port}/classify", body
 
 
@@ -246,7 +251,8 @@ def svc_fastapi(model, X, work):
     (work / "fastapi_app.py").write_text(FASTAPI_APP)
     kinds = "|".join("number" if pd.api.types.is_numeric_dtype(X[c]) else "category" for c in X)
     port = free_port()
-    p = start([sys.executable, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+    p = start([sys.executable, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"],
               env={"MODEL_PATH": str(work / "model.joblib"), "COLUMNS": "|".join(X.columns), "KINDS": kinds}, cwd=work)
     wait(f"http://127.0.0.1:{port}/readyz")
     return (lambda: stop(p)), f"http://127.0.0.1:{port}/predict", lambda n: {"inputs": rows(X, n)}
@@ -256,7 +262,8 @@ def svc_mlflow(model, X, work):
     py = mlflow_python()
     joblib.dump(model, work / "model.joblib")
     target = work / f"mlflow-model-{time.time_ns()}"
-    subprocess.run([str(py), "-c", MLFLOW_SAVE, str(work / "model.joblib"), str(target)], check=True, capture_output=True)
+    subprocess.run([str(py), "-c", MLFLOW_SAVE, str(work / "model.joblib"), str(target)], check=True,
+                   capture_output=True)
     port = free_port()
     p = start([str(MLFLOW_VENV / "bin" / "mlflow"), "models", "serve", "-m", str(target), "--env-manager", "local",
                "-h", "127.0.0.1", "-p", str(port)], env={"PATH": f"{MLFLOW_VENV / 'bin'}:{os.environ['PATH']}"})
@@ -269,7 +276,8 @@ def svc_hello(source):
         d = work / f"hello-{abs(hash(source))}"; d.mkdir(exist_ok=True)
         (d / "service.py").write_text(source)
         port = free_port()
-        p = start([sys.executable, "-m", "bentoml", "serve", "service:Hello", "--host", "127.0.0.1", "--port", str(port)], cwd=d)
+        p = start([sys.executable, "-m", "bentoml", "serve", "service:Hello", "--host", "127.0.0.1",
+                   "--port", str(port)], cwd=d)
         wait(f"http://127.0.0.1:{port}/readyz")
         return (lambda: stop(p)), f"http://127.0.0.1:{port}/hello", lambda n: {"inputs": rows(X, n)}
     return go
@@ -320,18 +328,23 @@ def time_to_ready():
     import nbdeploy as nd
     model, X = models()["forest"]
     out = {}
-    t = time.perf_counter(); nd.deploy(model, name="bench-ttr", sample=X); out["nbdeploy local, first deploy"] = time.perf_counter() - t
+    t = time.perf_counter(); nd.deploy(model, name="bench-ttr", sample=X)
+    out["nbdeploy local, first deploy"] = time.perf_counter() - t
     retrained = RandomForestClassifier(n_estimators=50, random_state=1).fit(X, load_iris().target)
-    t = time.perf_counter(); dep2 = nd.deploy(retrained, name="bench-ttr", sample=X); out["nbdeploy local, after retraining (v2 live)"] = time.perf_counter() - t
+    t = time.perf_counter(); dep2 = nd.deploy(retrained, name="bench-ttr", sample=X)
+    out["nbdeploy local, after retraining (v2 live)"] = time.perf_counter() - t
     dep2.stop()
-    try: t = time.perf_counter(); nd.base_image(); out["nbdeploy docker, base image (once per machine, cached after)"] = time.perf_counter() - t
+    try: t = time.perf_counter(); nd.base_image()
     except nd.DeployError as e: print(f"no docker rows: {e}")  # no engine answers (scripts/docker-engine.sh starts one)
     else:
+        out["nbdeploy docker, base image (once per machine, cached after)"] = time.perf_counter() - t
         for label, m in (("first deploy (image built)", model), ("after retraining (v2 live)", retrained)):
-            t = time.perf_counter(); d = nd.deploy(m, name="bench-ttr-docker", sample=X, target="docker"); out[f"nbdeploy docker, {label}"] = time.perf_counter() - t
+            t = time.perf_counter(); d = nd.deploy(m, name="bench-ttr-docker", sample=X, target="docker")
+            out[f"nbdeploy docker, {label}"] = time.perf_counter() - t
         d.stop()
     work = Path(tempfile.mkdtemp(prefix="nbdeploy-ttr-"))
-    for name, starter in (("bentoml serve (docs service, model saved)", svc_bentoml_docs), ("mlflow models serve (model saved)", svc_mlflow)):
+    for name, starter in (("bentoml serve (docs service, model saved)", svc_bentoml_docs),
+                          ("mlflow models serve (model saved)", svc_mlflow)):
         t = time.perf_counter(); stopper, *_ = starter(model, X, work); out[name] = time.perf_counter() - t
         stopper()
     return out
@@ -343,25 +356,28 @@ def table(results, mname, clients, n):
     best_p99 = min((get(p)["p99_ms"] for p in PEERS if get(p)), default=float("nan"))
     ceiling = (get(CEILING) or {}).get("rps", float("nan"))
     lines = [f"\n**{mname}, {clients} clients, {n}-row bodies**\n",
-             "| service | req/s | p50 ms | p99 ms | errors | req/s / best peer | p99 / best peer | req/s / ceiling |", "|---|---|---|---|---|---|---|---|"]
+             "| service | req/s | p50 ms | p99 ms | errors | req/s / best peer | p99 / best peer | req/s / ceiling |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in sorted({k.split("|")[1] for k in results}, key=lambda s: (list(SERVICES).index(s.split(" via ")[0]), s)):
         if r := get(s):
-            lines.append(f"| {s} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['rps'] / best:.2f} | "
-                         f"{r['p99_ms'] / best_p99:.2f} | {r['rps'] / ceiling:.2f} |")
+            lines.append(f"| {s} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+                         f"{r['rps'] / best:.2f} | {r['p99_ms'] / best_p99:.2f} | {r['rps'] / ceiling:.2f} |")
     return "\n".join(lines)
 
 
 def endpoint_table(results) -> str:
     "Each service measured through the nginx endpoint beside its direct URL, in the same run: the ratios."
     lines = ["\n**nginx endpoint vs direct URL (same server, same run)**\n",
-             "| model | service | clients | rows | direct req/s | endpoint req/s | req/s ratio | direct p99 ms | endpoint p99 ms | p99 ratio |",
+             "| model | service | clients | rows | direct req/s | endpoint req/s | req/s ratio | direct p99 ms "
+             "| endpoint p99 ms | p99 ratio |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         mname, label, clients, n = key.split("|")
         if " via " not in label: continue
         d = results.get(f"{mname}|{label.split(' via ')[0]}|{clients}|{n}")
-        if d: lines.append(f"| {mname} | {label} | {clients} | {n} | {d['rps']:.0f} | {r['rps']:.0f} | {r['rps'] / d['rps']:.2f} | "
-                           f"{d['p99_ms']:.1f} | {r['p99_ms']:.1f} | {r['p99_ms'] / d['p99_ms']:.2f} |")
+        if d: lines.append(f"| {mname} | {label} | {clients} | {n} | {d['rps']:.0f} | {r['rps']:.0f} | "
+                           f"{r['rps'] / d['rps']:.2f} | {d['p99_ms']:.1f} | {r['p99_ms']:.1f} | "
+                           f"{r['p99_ms'] / d['p99_ms']:.2f} |")
     return "\n".join(lines) if len(lines) > 3 else "\n(no nginx endpoint measured: is nginx installed?)"
 
 
@@ -380,7 +396,8 @@ def main(seconds=10, quick=False, only=None, docker_endpoint=False):
         print("\n| time to a passing health check | seconds |\n|---|---|")
         for k, v in ttr.items(): print(f"| {k} | {v:.1f} |")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "serve.json").write_text(json.dumps({"seconds": seconds, "results": results, "time_to_ready": ttr}, indent=1))
+    record = {"seconds": seconds, "results": results, "time_to_ready": ttr}
+    (HERE / "results" / "serve.json").write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
@@ -388,6 +405,7 @@ if __name__ == "__main__":
     a.add_argument("--seconds", type=int, default=10)
     a.add_argument("--quick", action="store_true", help="16 clients, single rows only, no time-to-ready")
     a.add_argument("--only", nargs="*", help="services to run (default: all)")
-    a.add_argument("--docker-endpoint", action="store_true", help="also the docker target (its nginx endpoint beside its direct URL)")
+    a.add_argument("--docker-endpoint", action="store_true",
+                   help="also the docker target (its nginx endpoint beside its direct URL)")
     args = a.parse_args()
     main(args.seconds, args.quick, args.only, args.docker_endpoint)

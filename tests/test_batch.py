@@ -1,4 +1,4 @@
-"""nd.batch: local chunks (CSV, Parquet) and Apache Spark (pyspark, local mode) give the same predictions as the model."""
+"""nd.batch: local chunks (CSV, Parquet) and Apache Spark (pyspark, local mode) predict as the model does."""
 import shutil
 
 import numpy as np
@@ -87,8 +87,10 @@ def test_spark_equals_local(scored, spark, tmp_path, fmt):
 def test_bad_input_says_what_to_do(scored, tmp_path):
     model, bento, X, table = scored
     table.drop(columns=["weight"]).to_csv(tmp_path/"short.csv", index=False)
-    with pytest.raises(InputError, match=r"lacks column\(s\) \['weight'\]"): batch(bento, tmp_path/"short.csv", tmp_path/"o.csv")
+    with pytest.raises(InputError, match=r"lacks column\(s\) \['weight'\]"):
+        batch(bento, tmp_path/"short.csv", tmp_path/"o.csv")
     table.to_csv(tmp_path/"in.csv", index=False)
-    with pytest.raises(InputError, match="engine must be"): batch(bento, tmp_path/"in.csv", tmp_path/"o.csv", engine="dask")
-    with pytest.raises(InputError, match="features="): batch(RandomForestClassifier().fit(X[["size"]].to_numpy(), [0, 1] * 1500),
-                                                           tmp_path/"in.csv", tmp_path/"o.csv")
+    with pytest.raises(InputError, match="engine must be"):
+        batch(bento, tmp_path/"in.csv", tmp_path/"o.csv", engine="dask")
+    bare = RandomForestClassifier().fit(X[["size"]].to_numpy(), [0, 1] * 1500)
+    with pytest.raises(InputError, match="features="): batch(bare, tmp_path/"in.csv", tmp_path/"o.csv")

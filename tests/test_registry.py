@@ -47,7 +47,8 @@ def test_registry_that_requires_credentials(docker_engine, iris_image, auth_regi
     ref = push(tag, registry=host, repository="private/iris", tag="v1", auth={"username": user, "password": password})
     assert ref.startswith(f"{host}/private/iris:v1@sha256:")
     assert requests.get(f"http://{host}/v2/private/iris/tags/list", timeout=10).status_code == 401
-    assert requests.get(f"http://{host}/v2/private/iris/tags/list", auth=(user, password), timeout=10).json()["tags"] == ["v1"]
+    tags = requests.get(f"http://{host}/v2/private/iris/tags/list", auth=(user, password), timeout=10).json()["tags"]
+    assert tags == ["v1"]
 
 
 def test_failed_push_leaves_no_tag(docker_engine, iris_image):
