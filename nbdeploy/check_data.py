@@ -20,8 +20,10 @@ def _to_frame(X, # features: DataFrame, array or list of rows
     if isinstance(X, pd.DataFrame): return X
     if isinstance(X, pd.Series): return X.to_frame()
     try: a = np.asarray(X)
-    except Exception as e: raise InputError(f"{name} could not be read as a table ({e}); pass a DataFrame or 2-D array.") from e
-    if a.ndim != 2: raise InputError(f"{name} must be 2-D (rows x features), got shape {a.shape}; reshape it or pass a DataFrame.")
+    except Exception as e:
+        raise InputError(f"{name} could not be read as a table ({e}); pass a DataFrame or 2-D array.") from e
+    if a.ndim != 2:
+        raise InputError(f"{name} must be 2-D (rows x features), got shape {a.shape}; reshape it or pass a DataFrame.")
     return pd.DataFrame(a, columns=[f"f{i}" for i in range(a.shape[1])])
 
 # %% ../nbs/10_check_data.ipynb #f2de54dc
@@ -34,14 +36,16 @@ def _to_target(y, # target values: Series, array or list
         y = y.iloc[:, 0]
     s = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y).ravel(), name="target")
     n = int(s.isna().sum())
-    if n: raise InputError(f"{name} has {n} missing value(s); drop those rows (from X too) or fill them before checking.")
+    if n:
+        raise InputError(f"{name} has {n} missing value(s); drop those rows (from X too) or fill them before checking.")
     return s.reset_index(drop=True)
 
 # %% ../nbs/10_check_data.ipynb #70fc6223
 def _check_model(model) -> None:
     "Refuse an object that cannot predict."
     if not callable(getattr(model, "predict", None)):
-        raise InputError(f"{type(model).__name__} has no predict method; pass a fitted estimator (e.g. a scikit-learn model or Pipeline).")
+        raise InputError(f"{type(model).__name__} has no predict method; "
+                         "pass a fitted estimator (e.g. a scikit-learn model or Pipeline).")
 
 # %% ../nbs/10_check_data.ipynb #430e01dd
 def _is_classifier_like(model, y:pd.Series) -> bool:
@@ -61,14 +65,16 @@ def detect_task(model, # fitted estimator
     classes = getattr(model, "classes_", None)
     n = len(classes) if classes is not None else y.nunique()
     if y.nunique() < 2:
-        raise InputError(f"the target has one class ({y.iloc[0]!r}); a classifier cannot be assessed on it. Use a test set with every class.")
+        raise InputError(f"the target has one class ({y.iloc[0]!r}); a classifier cannot be assessed on it. "
+                         "Use a test set with every class.")
     return "binary" if n == 2 else "multiclass"
 
 # %% ../nbs/10_check_data.ipynb #2220f00c
 def _same_length(a, b, an:str, bn:str) -> None:
     "Refuse `a` and `b` of different lengths."
     if len(a) != len(b):
-        raise InputError(f"{an} has {len(a)} rows but {bn} has {len(b)}; they must describe the same rows, in the same order.")
+        raise InputError(f"{an} has {len(a)} rows but {bn} has {len(b)}; "
+                         "they must describe the same rows, in the same order.")
 
 # %% ../nbs/10_check_data.ipynb #ba113108
 def _resolve_sensitive(sensitive, # column name(s) of X, Series, array, DataFrame, or None
@@ -76,18 +82,22 @@ def _resolve_sensitive(sensitive, # column name(s) of X, Series, array, DataFram
                      ) -> pd.DataFrame|None:
     "The sensitive attributes as a DataFrame aligned with `X`, or None."
     if sensitive is None: return None
-    if isinstance(sensitive, str) or (isinstance(sensitive, (list, tuple)) and sensitive and all(c in X.columns for c in sensitive)):
+    names = isinstance(sensitive, (list, tuple)) and sensitive and all(c in X.columns for c in sensitive)
+    if isinstance(sensitive, str) or names:
         cols = [sensitive] if isinstance(sensitive, str) else list(sensitive)
         missing = [c for c in cols if c not in X.columns]
-        if missing: raise InputError(f"sensitive column(s) {missing} are not in X_test; pass the values themselves (a Series or DataFrame) if they are not model inputs.")
+        if missing: raise InputError(f"sensitive column(s) {missing} are not in X_test; pass the values themselves "
+                                     "(a Series or DataFrame) if they are not model inputs.")
         df = X[cols]
     elif isinstance(sensitive, pd.DataFrame): df = sensitive
     elif isinstance(sensitive, pd.Series): df = sensitive.to_frame(sensitive.name or "sensitive")
     else:
         a = np.asarray(sensitive, dtype=object)
-        df = pd.DataFrame(a.reshape(len(a), -1), columns=["sensitive"] if a.ndim == 1 else [f"sensitive{i}" for i in range(a.shape[1])])
+        cols = ["sensitive"] if a.ndim == 1 else [f"sensitive{i}" for i in range(a.shape[1])]
+        df = pd.DataFrame(a.reshape(len(a), -1), columns=cols)
     if len(df) != len(X):
-        raise InputError(f"sensitive has {len(df)} rows but X_test has {len(X)}; pass one value per test row (or column names of X_test).")
+        raise InputError(f"sensitive has {len(df)} rows but X_test has {len(X)}; "
+                         "pass one value per test row (or column names of X_test).")
     return df.reset_index(drop=True).astype(object).where(df.notna().values, "missing")
 
 # %% ../nbs/10_check_data.ipynb #22476c66
@@ -96,7 +106,8 @@ def _model_inputs(model, X:pd.DataFrame, name:str="X_test") -> pd.DataFrame:
     cols = getattr(model, "feature_names_in_", None)
     if cols is None: return X.reset_index(drop=True)
     missing = [c for c in cols if c not in X.columns]
-    if missing: raise InputError(f"{name} lacks column(s) {missing[:5]} the model was fitted on; pass the same columns as in training.")
+    if missing: raise InputError(f"{name} lacks column(s) {missing[:5]} the model was fitted on; "
+                                 "pass the same columns as in training.")
     return X[list(cols)].reset_index(drop=True)
 
 # %% ../nbs/10_check_data.ipynb #e383e381

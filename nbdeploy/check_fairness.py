@@ -50,10 +50,12 @@ def _fairness_one(y, pred, sf, # truth, predictions (0/1 for binary), sensitive 
     by.insert(0, "count", pd.DataFrame(sf).groupby(list(pd.DataFrame(sf).columns)).size().reindex(by.index).to_numpy())
     by = by.reset_index()
     if not isinstance(sf, pd.DataFrame): by = by.rename(columns={by.columns[0]: "group"})
-    res = dict(by_group=[{str(k): (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in by.to_dict("records")])
+    plain = lambda v: v.item() if hasattr(v, "item") else v
+    res = dict(by_group=[{str(k): plain(v) for k, v in r.items()} for r in by.to_dict("records")])
     if task == "binary":   # fairlearn's own definitions, read off the same MetricFrame instead of recomputing it
         d, q = mf.difference(method="between_groups"), mf.ratio(method="between_groups")
-        res.update(demographic_parity_difference=_f(d["selection_rate"]), demographic_parity_ratio=_f(q["selection_rate"]),
+        res.update(demographic_parity_difference=_f(d["selection_rate"]),
+                   demographic_parity_ratio=_f(q["selection_rate"]),
                    equalized_odds_difference=_f(max(d["true_positive_rate"], d["false_positive_rate"])))
     elif task == "multiclass": res["group_metric_difference"] = _f(mf.difference()["accuracy"])
     else: res["group_mae_relative_difference"] = _f(mf.difference()["mae"] / max(mean_absolute_error(y, pred), 1e-12))
@@ -61,6 +63,9 @@ def _fairness_one(y, pred, sf, # truth, predictions (0/1 for binary), sensitive 
     return res
 
 # %% ../nbs/14_check_fairness.ipynb #4d16e251
+_GATES = ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference",
+          "group_metric_difference", "group_mae_relative_difference")
+
 def fairness(y:pd.Series, # true labels or values
              pred, # the model's predictions
              sensitive:pd.DataFrame, # sensitive attributes, one column each
@@ -76,25 +81,29 @@ def fairness(y:pd.Series, # true labels or values
     for name, sf in _attributes(sensitive).items():
         r = _fairness_one(y, pred, sf, task)
         section["attributes"][name] = r
-        for k in ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference", "group_metric_difference", "group_mae_relative_difference"):
+        for k in _GATES:
             if k in r:
                 g = _judge(k, r[k], thresholds or {}, f"for {name}")
                 if g: gates.append(g | {"attribute": name})
-        if r["smallest_group"] < min_group: notes.append(f"{name}: the smallest group has {r['smallest_group']} rows; its rates are noisy")
+        if r["smallest_group"] < min_group:
+            notes.append(f"{name}: the smallest group has {r['smallest_group']} rows; its rates are noisy")
     section["notes"] = notes
     return section, gates
 
 # %% ../nbs/14_check_fairness.ipynb #dc5cc5cb
 def fairness_plot(section:dict, task:str) -> str|None:
-    "Bar charts of the selection rate (binary), accuracy (multiclass) or MAE (regression) per group, as a base64 PNG."
+    "Bar charts of the selection rate (binary), accuracy (multiclass) or MAE (regression) per group, as base64 PNG."
     key = {"binary": "selection_rate", "multiclass": "accuracy", "regression": "mae"}[task]
     atts = section["attributes"]
     if not atts: return None
     fig = new_figure(figsize=(3.2 * len(atts), 2.6))
     axes = fig.subplots(1, len(atts), squeeze=False)
     for ax, (name, r) in zip(axes[0], atts.items()):
-        groups = [" / ".join(str(v) for k, v in row.items() if k not in _group_metrics(task) and k != "count") for row in r["by_group"]]
+        groups = [" / ".join(str(v) for k, v in row.items() if k not in _group_metrics(task) and k != "count")
+                  for row in r["by_group"]]
         ax.bar(groups, [row[key] for row in r["by_group"]], color="#4c72b0")
-        ax.set_title(str(name), fontsize=9); ax.set_ylabel(key.replace("_", " "), fontsize=8); ax.tick_params(labelsize=7, axis="x", rotation=30)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_ylabel(key.replace("_", " "), fontsize=8)
+        ax.tick_params(labelsize=7, axis="x", rotation=30)
     fig.tight_layout()
     return fig_to_b64(fig)

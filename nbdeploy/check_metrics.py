@@ -47,7 +47,8 @@ def _classification_metrics(y:pd.Series, # true labels
     "Scikit-learn's classification metrics for one set of predictions."
     kw = dict(pos_label=classes[1], average="binary") if task == "binary" else dict(average="macro")
     m = dict(accuracy=_safe(skm.accuracy_score, y, pred), balanced_accuracy=_safe(skm.balanced_accuracy_score, y, pred),
-             precision=_safe(skm.precision_score, y, pred, zero_division=0, **kw), recall=_safe(skm.recall_score, y, pred, zero_division=0, **kw),
+             precision=_safe(skm.precision_score, y, pred, zero_division=0, **kw),
+             recall=_safe(skm.recall_score, y, pred, zero_division=0, **kw),
              f1=_safe(skm.f1_score, y, pred, zero_division=0, **kw))
     if proba is not None:
         if task == "binary":
@@ -64,7 +65,8 @@ def _regression_metrics(y:pd.Series, # true values
                        pred, # predictions
                       ) -> dict:
     "RMSE, MAE and R2."
-    return dict(rmse=_safe(skm.root_mean_squared_error, y, pred), mae=_safe(skm.mean_absolute_error, y, pred), r2=_safe(skm.r2_score, y, pred))
+    return dict(rmse=_safe(skm.root_mean_squared_error, y, pred), mae=_safe(skm.mean_absolute_error, y, pred),
+                r2=_safe(skm.r2_score, y, pred))
 
 # %% ../nbs/11_check_metrics.ipynb #7cebadb4
 def _model_classes(model, y:pd.Series) -> list:
@@ -81,8 +83,11 @@ def task_metrics(model, # fitted estimator
     "(metrics dict, predictions, probabilities or None) of `model` on `X`, `y`."
     try: pred, proba = _predict_all(model, X, task)
     except Exception as e:
-        raise InputError(f"the model could not predict on the data ({type(e).__name__}: {e}); pass the same columns and types it was trained on.") from e
-    if len(pred) != len(y): raise InputError(f"the model returned {len(pred)} predictions for {len(y)} rows; check that it predicts one value per row.")
+        raise InputError(f"the model could not predict on the data ({type(e).__name__}: {e}); "
+                         "pass the same columns and types it was trained on.") from e
+    if len(pred) != len(y):
+        raise InputError(f"the model returned {len(pred)} predictions for {len(y)} rows; "
+                         "check that it predicts one value per row.")
     if task == "regression": return _regression_metrics(y, pred), pred, proba
     return _classification_metrics(y, pred, proba, _model_classes(model, y), task), pred, proba
 
@@ -111,13 +116,15 @@ def calibration(y:pd.Series, proba, positive, n_bins:int=10) -> dict:
     frac, mean = calibration_curve(yt, p, n_bins=n_bins, strategy="quantile")
     bins = np.quantile(p, np.linspace(0, 1, n_bins + 1))
     idx = np.clip(np.searchsorted(bins[1:-1], p, side="right"), 0, n_bins - 1)
-    ece = sum(abs(yt[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean() for b in range(n_bins) if (idx == b).any())
+    ece = sum(abs(yt[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean()
+              for b in range(n_bins) if (idx == b).any())
     return dict(prob_pred=mean.tolist(), prob_true=frac.tolist(), ece=float(ece))
 
 # %% ../nbs/11_check_metrics.ipynb #61ad7a4a
 _LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae", "ece", "overfit_gap", "demographic_parity_difference",
-                   "equalized_odds_difference", "group_metric_difference", "group_mae_relative_difference", "noise_flip_rate", "noise_change",
-                   "drift_share", "latency_p99_ms", "size_mb", "missing_value_crashes", "unseen_category_crashes"}
+                    "equalized_odds_difference", "group_metric_difference", "group_mae_relative_difference",
+                    "noise_flip_rate", "noise_change", "drift_share", "latency_p99_ms", "size_mb",
+                    "missing_value_crashes", "unseen_category_crashes"}
 
 DEFAULT_THRESHOLDS = {
     "roc_auc": {"warn": 0.7, "fail": 0.6},
@@ -147,8 +154,10 @@ def merge_thresholds(user:dict|None=None, # overrides: {name: fail_level | {"war
     for k, v in (user or {}).items():
         if v is None: th[k] = {}
         elif isinstance(v, (int, float)) and not isinstance(v, bool): th[k] = {"fail": float(v)}
-        elif isinstance(v, dict) and set(v) <= {"warn", "fail"}: th[k] = {kk: (None if vv is None else float(vv)) for kk, vv in v.items()}
-        else: raise InputError(f"threshold {k!r}={v!r} is not understood; use a number (the fail level), {{'warn': x, 'fail': y}} or None.")
+        elif isinstance(v, dict) and set(v) <= {"warn", "fail"}:
+            th[k] = {kk: (None if vv is None else float(vv)) for kk, vv in v.items()}
+        else: raise InputError(f"threshold {k!r}={v!r} is not understood; "
+                               "use a number (the fail level), {'warn': x, 'fail': y} or None.")
     return th
 
 # %% ../nbs/11_check_metrics.ipynb #cd306c70
@@ -162,14 +171,15 @@ def _judge(name:str, # metric or gate name
     if not levels or all(v is None for v in levels.values()): return None
     low = name in _LOWER_IS_BETTER
     g = dict(check=name, value=value, warn=levels.get("warn"), fail=levels.get("fail"), status="pass", message="")
+    where = f"{name} {what}" if what else name
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        g.update(status="warn", message=f"{name}{' ' + what if what else ''} could not be computed")
+        g.update(status="warn", message=f"{where} could not be computed")
         return g
     bad = (lambda lv: value > lv) if low else (lambda lv: value < lv)
     word = "above" if low else "below"
     for status in ("fail", "warn"):
         lv = levels.get(status)
         if lv is not None and bad(lv):
-            g.update(status=status, message=f"{name}{' ' + what if what else ''} is {value:.3g}, {word} the {status} level {lv:g}")
+            g.update(status=status, message=f"{where} is {value:.3g}, {word} the {status} level {lv:g}")
             break
     return g

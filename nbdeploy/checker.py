@@ -115,7 +115,8 @@ _FAIRNESS_HEADLINE = ("demographic_parity_ratio", "equalized_odds_difference", "
 def summary(self:Report) -> dict:
     "Verdict, reasons, task and headline metrics (model and baseline), JSON-safe, for a service's /metadata."
     keys = [k for k in _HEADLINE.get(self.task, []) if self.metrics.get(k) is not None]
-    fair = {a: {k: v for k, v in r.items() if k in _FAIRNESS_HEADLINE} for a, r in self.fairness.get("attributes", {}).items()}
+    atts = self.fairness.get("attributes", {})
+    fair = {a: {k: v for k, v in r.items() if k in _FAIRNESS_HEADLINE} for a, r in atts.items()}
     pm = self.primary_metric
     return _json_safe(dict(verdict=self.verdict, reasons=self.reasons, task=self.task, primary_metric=pm,
                           metrics={k: self.metrics[k] for k in keys}, baseline={pm: self.baseline.get(pm)},
@@ -144,7 +145,8 @@ def _img(b64:str|None, alt:str) -> str:
 # %% ../nbs/16_checker.ipynb #967d59d3
 def _metric_rows(r:Report) -> list:
     "Rows of model, baseline and train metrics."
-    return [dict(metric=k, model=v, baseline=r.baseline.get(k), train=r.train_metrics.get(k)) for k, v in r.metrics.items()]
+    return [dict(metric=k, model=v, baseline=r.baseline.get(k), train=r.train_metrics.get(k))
+            for k, v in r.metrics.items()]
 
 _CSS = (".nd-report{font-family:sans-serif;font-size:13px} .nd-t{border-collapse:collapse;margin:4px 0}"
         " .nd-t td,.nd-t th{border:1px solid #ddd;padding:2px 6px;text-align:left} .nd-report h3{margin:12px 0 4px}")
@@ -153,7 +155,8 @@ def _html_head(r:Report) -> str:
     "The verdict box: verdict, model, task, test rows and the reasons."
     c = _COLORS.get(r.verdict, "#555")
     reasons = "".join(f"<li>{html.escape(x)}</li>" for x in r.reasons) or "<li>every gate passed</li>"
-    return (f"<div style='border-left:6px solid {c};padding:6px 10px;background:#fafafa'><b style='color:{c};font-size:16px'>"
+    return (f"<div style='border-left:6px solid {c};padding:6px 10px;background:#fafafa'>"
+            f"<b style='color:{c};font-size:16px'>"
             f"{r.verdict.upper()}</b> &nbsp; {html.escape(str(r.info.get('model', '')))} &middot; {r.task} &middot; "
             f"{r.info.get('n_test', '?')} test rows<ul style='margin:4px 0'>{reasons}</ul></div>")
 
@@ -161,13 +164,15 @@ def _html_explanations(r:Report) -> list:
     "The SHAP and LIME parts."
     p, sh = [], r.explanations.get("shap")
     if sh:
-        p.append(f"<h3>Explanations</h3><p>SHAP ({sh['explainer']} explainer, output: {sh['output']}, {sh['rows']} rows)</p>")
+        p.append(f"<h3>Explanations</h3><p>SHAP ({sh['explainer']} explainer, output: {sh['output']}, "
+                 f"{sh['rows']} rows)</p>")
         top = [dict(column=k, mean_abs_shap=v) for k, v in list(sh["importance"].items())[:15]]
         p.append(_table(top) + _img(r.plots.get("shap_summary"), "SHAP summary"))
     for i, l in enumerate(r.explanations.get("lime", [])):
         label = f" (class {html.escape(str(l['label']))})" if l.get("label") is not None else ""
         p.append(f"<p>LIME, test row {l['row']}{label}</p>")
-        p.append(_table([dict(condition=w[0], weight=w[1]) for w in l["weights"]]) + _img(r.plots.get(f"lime_{i}"), "LIME"))
+        weights = [dict(condition=w[0], weight=w[1]) for w in l["weights"]]
+        p.append(_table(weights) + _img(r.plots.get(f"lime_{i}"), "LIME"))
     return p
 
 def _pre(title:str, o, limit:int|None=None) -> str:
@@ -175,6 +180,8 @@ def _pre(title:str, o, limit:int|None=None) -> str:
     return f"<h3>{title}</h3><pre>" + html.escape(json.dumps(_json_safe(o), indent=1)[:limit]) + "</pre>"
 
 # %% ../nbs/16_checker.ipynb #945d3f66
+_GATE_COLUMNS = ["check", "attribute", "value", "warn", "fail", "status", "message"]
+
 @patch
 def to_html(self:Report, path=None, # write a standalone page here too, if given
            ) -> str:
@@ -183,8 +190,9 @@ def to_html(self:Report, path=None, # write a standalone page here too, if given
     p = [f"<div class='nd-report'><style>{_CSS}</style>", _html_head(self)]
     if self.intended_use: p.append(f"<h3>Intended use</h3><p>{html.escape(self.intended_use)}</p>")
     p.append(f"<h3>Metrics</h3><p>primary: <b>{pm}</b>; baseline: {est}</p>")
-    p.append(_table(_metric_rows(self), ["metric", "model", "baseline", "train"]) + _img(self.plots.get("calibration"), "calibration"))
-    p.append("<h3>Gates</h3>" + _table(self.gates, ["check", "attribute", "value", "warn", "fail", "status", "message"]))
+    p.append(_table(_metric_rows(self), ["metric", "model", "baseline", "train"])
+             + _img(self.plots.get("calibration"), "calibration"))
+    p.append("<h3>Gates</h3>" + _table(self.gates, _GATE_COLUMNS))
     p += _html_explanations(self)
     for a, r in self.fairness.get("attributes", {}).items():
         p.append(f"<h3>Fairness: {html.escape(a)}</h3>" + _table([{k: v for k, v in r.items() if k != "by_group"}])
@@ -197,7 +205,8 @@ def to_html(self:Report, path=None, # write a standalone page here too, if given
     if self.notes: p.append("<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")
     p.append("</div>")
     s = "\n".join(p)
-    if path is not None: Path(path).write_text(f"<!doctype html><meta charset='utf-8'><title>nbdeploy report</title>{s}")
+    if path is not None:
+        Path(path).write_text(f"<!doctype html><meta charset='utf-8'><title>nbdeploy report</title>{s}")
     return s
 
 @patch
@@ -246,17 +255,20 @@ def model_card(self:Report) -> str:
     train = f"; training set: {i.get('n_train')} rows" if i.get("n_train") else "; no training data given"
     L += ["## Data", "", f"- Test set: {i.get('n_test')} rows" + train,
           f"- Sensitive attributes assessed: {', '.join(i.get('sensitive', [])) or 'none'}", ""]
-    L += ["## Metrics", "", f"Primary metric: **{self.primary_metric}**; baseline: `{self.baseline.get('estimator', '')}`.",
+    est = self.baseline.get("estimator", "")
+    L += ["## Metrics", "", f"Primary metric: **{self.primary_metric}**; baseline: `{est}`.",
           "", _md_table(_metric_rows(self), ["metric", "model", "baseline", "train"])]
     sh = self.explanations.get("shap")
     if sh:
         top = [dict(column=k, importance=v) for k, v in list(sh["importance"].items())[:10]]
-        L += ["## What drives predictions", "", f"Mean |SHAP| ({sh['explainer']} explainer, {sh['rows']} rows), top columns:",
-              "", _md_table(top, ["column", "importance"])]
+        L += ["## What drives predictions", "",
+              f"Mean |SHAP| ({sh['explainer']} explainer, {sh['rows']} rows), top columns:", "",
+              _md_table(top, ["column", "importance"])]
     if self.fairness.get("attributes"):
         L += ["## Fairness", ""]
         for a, r in self.fairness["attributes"].items():
-            L += [f"### {a}", "", _md_table([{k: v for k, v in r.items() if k != "by_group"}], [k for k in r if k != "by_group"]),
+            keys = [k for k in r if k != "by_group"]
+            L += [f"### {a}", "", _md_table([{k: r[k] for k in keys}], keys),
                   _md_table(r["by_group"], list(r["by_group"][0].keys()) if r["by_group"] else [])]
     lim = [g["message"] for g in self.gates if g["status"] != "pass"] + self.notes
     none = ["- None found by the automated check; it cannot find every limitation."]
@@ -312,7 +324,8 @@ def _prepare(model, X_test, y_test, X_train, y_train, sensitive) -> dict:
     if len(X) == 0: raise InputError("X_test is empty; pass the rows the model should be judged on.")
     S = _resolve_sensitive(sensitive, X)
     Xtr = ytr = None
-    if y_train is not None and X_train is None: raise InputError("y_train was given without X_train; pass both, or neither.")
+    if y_train is not None and X_train is None:
+        raise InputError("y_train was given without X_train; pass both, or neither.")
     if X_train is not None:
         Xtr = _model_inputs(model, _to_frame(X_train, "X_train"), "X_train")
         if y_train is not None:
@@ -327,7 +340,8 @@ def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     r.metrics, pred, proba = task_metrics(model, X, y, task)
     r.primary_metric = pm = _primary_metric(task, proba is not None)
     fitX, fity = (d["Xtr"], d["ytr"]) if d["ytr"] is not None else (X, y)
-    if d["ytr"] is None: r.notes.append("the baseline was fitted on the test set (no training data given), which flatters it")
+    if d["ytr"] is None:
+        r.notes.append("the baseline was fitted on the test set (no training data given), which flatters it")
     r.baseline = baseline_metrics(task, fitX, fity, X, y)
     for k, v in r.metrics.items(): _gate(r, k, v, th)
     m, b = r.metrics.get(pm), r.baseline.get(pm)
@@ -350,24 +364,28 @@ def _metrics_section(r:Report, model, d:dict, th:dict, seed:int):
     return pred, proba
 
 # %% ../nbs/16_checker.ipynb #04227ee6
-def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, background:int, lime_rows, seed:int, progress:bool):
+def _explain_section(r:Report, model, d:dict, classes, score, shap_rows:int, background:int, lime_rows, seed:int,
+                     progress:bool):
     "SHAP importance and plot, LIME for chosen rows; failures become notes."
     X, task = d["X"], d["task"]
     bg = _sample(d["Xtr"] if d["Xtr"] is not None else X, max(background, 100), seed)
     if shap_rows:
         try:
             rows = _sample(X, shap_rows, seed)
-            sv = shap_explain(model, bg, rows.reset_index(drop=True), task, classes, background=background, progress=progress)
+            sv = shap_explain(model, bg, rows.reset_index(drop=True), task, classes, background=background,
+                              progress=progress)
             r.artifacts["shap"] = sv
             n = len(sv["rows"])
-            r.explanations["shap"] = dict(explainer=sv["explainer"], output=sv["output"], rows=n, importance=importance(sv, task))
+            r.explanations["shap"] = dict(explainer=sv["explainer"], output=sv["output"], rows=n,
+                                          importance=importance(sv, task))
             r.plots["shap_summary"] = shap_plot(sv, task)
             if n < len(X): r.notes.append(f"SHAP values on {n} of {len(X)} test rows ({sv['explainer']} explainer)")
         except Exception as e: r.notes.append(f"SHAP could not explain this model ({type(e).__name__}: {str(e)[:200]})")
     if lime_rows:
         try:
             pos = list(lime_rows) if not isinstance(lime_rows, int) else pick_rows(score, lime_rows)
-            if any(not 0 <= p < len(X) for p in pos): raise InputError(f"lime_rows {pos} must be positions between 0 and {len(X) - 1}")
+            if any(not 0 <= p < len(X) for p in pos):
+                raise InputError(f"lime_rows {pos} must be positions between 0 and {len(X) - 1}")
             lm = lime_explain(model, bg, X, pos, task, classes, progress=progress)
             for i, l in enumerate(lm): r.plots[f"lime_{i}"] = l.pop("plot", None)
             r.explanations["lime"] = lm
@@ -387,7 +405,8 @@ def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
     gappy = set(X.columns[X.isna().any()]) | (set(Xtr.columns[Xtr.isna().any()]) if Xtr is not None else set())
     mc = [c for c in rb["missing"]["crashes"] if c in gappy]
     _gate(r, "missing_value_crashes", len(mc), th,
-          message=f"predict crashes on missing values in {mc[:5]}, which have gaps in the data; add an imputer to the Pipeline")
+          message=f"predict crashes on missing values in {mc[:5]}, which have gaps in the data; "
+                  "add an imputer to the Pipeline")
     uc = list(rb["unseen_categories"]["crashes"])
     _gate(r, "unseen_category_crashes", len(uc), th,
           message=f"predict crashes on an unseen category in {uc[:5]}; use OneHotEncoder(handle_unknown='ignore') "
@@ -395,7 +414,8 @@ def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
     if rb["missing"]["crashes"] and not mc:
         r.notes.append(f"the model cannot take missing values (in {list(rb['missing']['crashes'])[:5]}); "
                        "the data has none there, so the service must refuse them")
-    if len(Xs) < len(X): r.notes.append(f"robustness probes on {len(Xs)} (noise) and {len(Xp)} (per column) of {len(X)} test rows")
+    if len(Xs) < len(X):
+        r.notes.append(f"robustness probes on {len(Xs)} (noise) and {len(Xp)} (per column) of {len(X)} test rows")
     r.data = data_checks(X, Xtr, seed=seed)
     if "drift_share" in r.data:
         drifted = [c for c, s in r.data["shift"].items() if s["drifted"]]
@@ -405,7 +425,8 @@ def _robust_section(r:Report, model, d:dict, th:dict, max_rows:int, seed:int):
 # %% ../nbs/16_checker.ipynb #f0771322
 def _ops_section(r:Report, model, d:dict, th:dict):
     "Latency, size and versions, with their gates."
-    r.operational = o = dict(latency=latency(model, d["X"]), size_mb=model_size_mb(model), versions=package_versions(model))
+    o = dict(latency=latency(model, d["X"]), size_mb=model_size_mb(model), versions=package_versions(model))
+    r.operational = o
     _gate(r, "latency_p99_ms", o["latency"]["single_p99_ms"], th)
     _gate(r, "size_mb", o["size_mb"], th)
     if o["versions"]["custom_classes"]:
@@ -419,7 +440,7 @@ def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba
           X_train=None, # training features: baseline, train/test gap, shift, explanation background
           y_train=None, # training target
           sensitive=None, # column name(s) of X_test, or a Series/array/DataFrame of sensitive attributes
-          thresholds:dict|None=None, # overrides of `DEFAULT_THRESHOLDS`: {name: fail level | {"warn":..,"fail":..} | None}
+          thresholds:dict|None=None, # overrides of `DEFAULT_THRESHOLDS`: {name: fail | {"warn":..,"fail":..} | None}
           intended_use:str|None=None, # what the model is for, for the model card
           lime_rows:int|list=3, # number of rows to explain with LIME, or their positions in X_test
           shap_rows:int=200, # test rows explained with SHAP (0 to skip; at most 100 with the model-agnostic explainer)
@@ -433,10 +454,15 @@ def check(model, # fitted estimator or Pipeline (needs `predict`; `predict_proba
     with warnings.catch_warnings():
         # a model fitted on a bare array is called with a frame named f0..fn: same data, no need to warn each call
         warnings.filterwarnings("ignore", message="X has feature names, but")
-        return _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows, shap_rows,
-                      background, max_rows, name, progress, random_state)
+        return _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows,
+                      shap_rows, background, max_rows, name, progress, random_state)
 
 # %% ../nbs/16_checker.ipynb #5a241fd1
+def _score(task:str, pred, proba) -> np.ndarray:
+    "What LIME's rows are spread over: the positive-class or top probability, the prediction, or the row order."
+    if proba is not None: return proba[:, 1] if task == "binary" else proba.max(1)
+    return pred.astype(float) if task == "regression" else np.arange(len(pred))
+
 def _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, intended_use, lime_rows, shap_rows,
            background, max_rows, name, progress, random_state) -> Report:
     "The body of `check`."
@@ -451,10 +477,11 @@ def _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, inten
         bar.set_postfix_str(step); t = time.perf_counter()
         if step == "metrics": pred, proba = _metrics_section(r, model, d, th, random_state)
         elif step == "explanations":
-            score = proba[:, 1] if proba is not None and task == "binary" else (proba.max(1) if proba is not None else (pred.astype(float) if task == "regression" else np.arange(len(pred))))
-            _explain_section(r, model, d, classes, score, shap_rows, background, lime_rows, random_state, progress)
+            _explain_section(r, model, d, classes, _score(task, pred, proba), shap_rows, background, lime_rows,
+                             random_state, progress)
         elif step == "fairness" and d["S"] is not None:
-            r.fairness, gates = fairness(d["y"], pred, d["S"], task, positive=classes[1] if task == "binary" else None, thresholds=th)
+            pos = classes[1] if task == "binary" else None
+            r.fairness, gates = fairness(d["y"], pred, d["S"], task, positive=pos, thresholds=th)
             r.gates += gates; r.notes += r.fairness.get("notes", [])
             r.plots["fairness"] = fairness_plot(r.fairness, task)
         elif step == "robustness": _robust_section(r, model, d, th, max_rows, random_state)
@@ -462,8 +489,10 @@ def _check(model, X_test, y_test, X_train, y_train, sensitive, thresholds, inten
         timings[step] = round(time.perf_counter() - t, 3)
     r.verdict, r.reasons = _verdict_of(r.gates)
     r.artifacts.update(predictions=pred, probabilities=proba)
-    r.info = dict(name=name, model=type(model).__name__, n_test=len(d["X"]), n_train=None if d["Xtr"] is None else len(d["Xtr"]),
-                  columns=[str(c) for c in d["X"].columns], classes=classes, positive_class=classes[1] if task == "binary" else None,
-                  sensitive=[] if d["S"] is None else [str(c) for c in d["S"].columns], created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    r.info = dict(name=name, model=type(model).__name__, n_test=len(d["X"]),
+                  n_train=None if d["Xtr"] is None else len(d["Xtr"]), columns=[str(c) for c in d["X"].columns],
+                  classes=classes, positive_class=classes[1] if task == "binary" else None,
+                  sensitive=[] if d["S"] is None else [str(c) for c in d["S"].columns],
+                  created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   duration_s=round(time.perf_counter() - t0, 3), timings=timings)
     return r
