@@ -42,7 +42,8 @@ class DocRenderer(MarkdownRenderer):
         try: super().__init__(sym, name=name, title_level=title_level, maxline=maxline)
         except (NameError, OSError):  # a type checker's name in an annotation, a function made without source
             self.sym = inspect.unwrap(getattr(sym, "fget", None) or sym)
-            self.nm, self.title_level, self.sig = name or self.sym.__qualname__, title_level, inspect.signature(self.sym)
+            self.nm, self.title_level = name or self.sym.__qualname__, title_level
+            self.sig = inspect.signature(self.sym)
         # the object's own docstring only (fastcore falls back to its type's: "Call self as a function.")
         self.docs = inspect.cleandoc(d) if isinstance(d := getattr(self.sym, "__doc__", None), str) else ""
 
@@ -56,7 +57,8 @@ class DocRenderer(MarkdownRenderer):
             if p.annotation is not p.empty: s += f":{_anno(p.annotation)}"
             if p.default is not p.empty: s += f"={_default(p.default)}"
             ps.append(s)
-        ret = "" if self.sig.return_annotation is inspect.Signature.empty else f" -> {_anno(self.sig.return_annotation)}"
+        r = self.sig.return_annotation
+        ret = "" if r is inspect.Signature.empty else f" -> {_anno(r)}"
         one = f"{self.nm}({', '.join(ps)}){ret}"
         return one if len(one) <= MAXLINE else f"{self.nm}(\n" + "".join(f"    {p},\n" for p in ps) + f"){ret}"
 
