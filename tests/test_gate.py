@@ -1,4 +1,8 @@
 """The readiness gate in front of deploy: a failing model is refused unless forced, and the verdict travels."""
+import json
+import os
+import subprocess
+
 import bentoml
 import pytest
 import requests
@@ -42,7 +46,6 @@ def test_a_good_model_ships_with_its_report_and_card(data):
     assert report.verdict in ("pass", "warn")
     bento = nd.package(model, "shipped", sample=X_train, report=report)
     src = bento.path_of("src")
-    import json, os
     assert json.load(open(os.path.join(src, "readiness.json")))["verdict"] == report.verdict
     assert "Test of the gate." in open(os.path.join(src, "MODEL_CARD.md")).read()
     dep = nd.deploy(bento, name="shipped")
@@ -53,13 +56,12 @@ def test_a_good_model_ships_with_its_report_and_card(data):
 
 
 def test_the_console_gate_runs_over_a_bento(data, tmp_path):
-    import subprocess
     X_train, X_test, y_train, y_test = data
     X_test.assign(churned=y_test.values).to_csv(tmp_path / "test.csv", index=False)
     good = nd.package(churn_pipeline(X_train, y_train), "cli-good", sample=X_train)
     bad = nd.package(DummyClassifier(strategy="most_frequent").fit(X_train, y_train), "cli-bad", sample=X_train)
-    run = lambda tag: subprocess.run(["nbdeploy", "check", str(tag), str(tmp_path / "test.csv"), "--target", "churned", "--quiet"],
-                                     capture_output=True, text=True, timeout=300)
+    run = lambda tag: subprocess.run(["nbdeploy", "check", str(tag), str(tmp_path / "test.csv"), "--target", "churned",
+                                      "--quiet"], capture_output=True, text=True, timeout=300)
     ok, failing, missing = run(good.tag), run(bad.tag), run("no-such-bento:v1")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert failing.returncode == 1, failing.stdout + failing.stderr
