@@ -45,6 +45,12 @@ S(("127.0.0.1", PORT), H).serve_forever()
 '''
 
 
+
+def _cmdline(p: psutil.Process) -> str:
+    "`p`'s command line, or '' for a process that is a zombie, gone or not ours to read (any process on the host)."
+    try: return " ".join(p.cmdline())
+    except psutil.Error: return ""
+
 def record(**kw):
     "Keep measured numbers for the report."
     p = ARTIFACTS / "endpoint_bench.json"
@@ -143,7 +149,7 @@ def test_a_refused_first_switch_leaves_no_nginx_running(ep, upstream, tmp_path):
     with pytest.raises(DeployError, match="nginx refused"):  # the router's config is fine, the edge's is not
         e.switch(name, upstream(), {**opts, "tls": {**opts["tls"], "cert": str(bad)}})
     prefix = str(endpoint_dir(name) / "local")
-    left = [p.pid for p in psutil.process_iter() if prefix in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    left = [p.pid for p in psutil.process_iter() if prefix in _cmdline(p)]
     assert left == [] and e.url(name) is None
 
 
