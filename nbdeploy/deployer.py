@@ -488,7 +488,7 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
              + [f"start on {t.name}", "health check"])
     with progress(steps, desc=f"deploy {name or 'model'}") as step:
         if is_model and X_test is not None: step("check")
-        report = _readiness(model_or_bento, X_test, y_test, report, check_kwargs) if is_model else report
+        report = _readiness(model_or_bento, X_test, y_test, report, {"name": name, **check_kwargs}) if is_model else report
         if report is not None: _gate(report.verdict, report.reasons, force)
         if is_model: step("package")
         bento, name = _as_bento(model_or_bento, name, sample, report, X_test, runtime, categorical=categorical,

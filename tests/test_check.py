@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import joblib
 import numpy as np
@@ -263,14 +262,14 @@ def test_report_serialises_renders_and_summarises(cancer_report, tmp_path):
     assert Report.load(tmp_path / "r.json").verdict == "pass"
 
 
-def test_a_500_row_check_takes_a_few_seconds():
+def test_a_500_row_check_explains_a_bounded_sample():
+    "SHAP explains at most its row budget, whatever the test set's size (its speed is in benchmarks/check.py)."
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     Xb = pd.concat([X] * 2, ignore_index=True)
     yb = pd.concat([y] * 2, ignore_index=True)
     rf = RandomForestClassifier(100, random_state=0).fit(Xb[500:], yb[500:])
-    t = time.perf_counter()
     r = check(rf, Xb[:500], yb[:500], Xb[500:], yb[500:], progress=True)
-    assert time.perf_counter() - t < 15 and r.explanations["shap"]["rows"] == 200
+    assert r.explanations["shap"]["rows"] == 200
 
 
 # --- the command line -----------------------------------------------------------------------------------------
