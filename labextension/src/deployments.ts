@@ -218,7 +218,7 @@ export class DeploymentList extends PanelWithToolbar {
           this.logs.has(key)
             ? el(
                 'pre',
-                { class: 'nbdeploy-logs' },
+                { class: 'nbdeploy-log nbdeploy-logs' },
                 this.logs.get(key) || '(empty)'
               )
             : null
