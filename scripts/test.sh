@@ -19,10 +19,11 @@ python -m pip --version
 echo "== Debian's chromium for the browser test (tests/test_sidebar.py skips and says why without it)"
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: the browser test will skip"
 
-echo "== Debian packages for the registry, Spark and manifest tests (each skips and says why without its tool)"
+echo "== Debian packages for the registry, Spark, manifest, endpoint and Prometheus tests (each skips and says why without its tool)"
 need=(); command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless); command -v kubectl >/dev/null || need+=(kubernetes-client)
 command -v nginx >/dev/null || need+=(nginx)  # the stable endpoint's tests (bookworm's nginx-light is just nginx plus the echo module)
+command -v promtool >/dev/null || need+=(prometheus)  # monitoring: a real Prometheus scrapes a deployment; promtool
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || echo "could not install ${need[*]}"
 
 echo "== nbdeploy and its dev extra at the versions of requirements.lock (the build hook builds the sidebar)"
