@@ -1,6 +1,7 @@
 /**
  * The deployments list: the ledger from the server extension, grouped by name, with only the version in
- * service expanded, and only the actions the API says apply to each row.
+ * service expanded, only the actions the API says apply to each row, and the live version's health
+ * (`Monitor.health`: rate, error rate, p99 latency, drift verdict).
  */
 import {
   caretDownIcon,
@@ -24,6 +25,22 @@ import { requestAPI } from './request';
 /** An action the server extension runs on a deployment (POST /nbdeploy/deployments/NAME/ACTION). */
 export type Action = 'stop' | 'rollback' | 'logs';
 
+/** A version's health over the last minutes, as `nbdeploy.monitor.Monitor.health` gives it. */
+export interface IHealth {
+  requests: number;
+  /** Requests per second. */
+  rate: number | null;
+  /** The share of answers that were errors (status >= 400), 0..1. */
+  error_rate: number | null;
+  p99_ms: number | null;
+  /** The dataset drift verdict; null when there is nothing to compare (no traffic, no reference). */
+  drift: 'ok' | 'drifted' | null;
+  drift_share: number | null;
+  /** The worst alert level. */
+  alert: 'ok' | 'warn' | 'fail' | null;
+  window?: string;
+}
+
 /** One ledger row from the server extension. */
 export interface IDeploymentRow {
   name: string;
@@ -38,6 +55,9 @@ export interface IDeploymentRow {
   error?: string | null;
   /** The actions that apply to this row, decided by the API (nbdeploy.actions); none when absent. */
   actions?: Action[];
+  /** The version in service's health; null for the others, or when the monitor failed (then `health_error`). */
+  health?: IHealth | null;
+  health_error?: string | null;
 }
 
 /** What an action answers (`logs` also carries the log's last lines). */
@@ -66,6 +86,72 @@ function when(stamp: string): string {
 /** Is this row the version in service? */
 function live(r: IDeploymentRow): boolean {
   return r.status === 'serving' || r.status === 'unhealthy';
+}
+
+/** A number with at most `digits` decimals, no trailing zeros; a dash when there is none. */
+function num(x: number | null | undefined, digits = 2): string {
+  return x === null || x === undefined || !isFinite(x)
+    ? '–'
+    : String(Number(x.toFixed(digits)));
+}
+
+/** The health line of a version in service: rate, errors, p99, the drift verdict and any alert. */
+export function healthLine(
+  r: IDeploymentRow,
+  trans: TranslationBundle
+): HTMLElement | null {
+  const h = r.health;
+  if (!h) {
+    return r.health_error
+      ? el(
+          'div',
+          { class: 'nbdeploy-health nbdeploy-muted', title: r.health_error },
+          trans.__('health unavailable')
+        )
+      : null;
+  }
+  const stat = (name: string, text: string) =>
+    el('span', { class: 'nbdeploy-health-stat', 'data-stat': name }, text);
+  const drift = h.drift ?? 'n/a';
+  const stats = h.requests
+    ? [
+        stat('rate', trans.__('%1 req/s', num(h.rate))),
+        stat(
+          'errors',
+          trans.__('%1% errors', num((h.error_rate ?? 0) * 100, 1))
+        ),
+        stat('p99', trans.__('p99 %1 ms', num(h.p99_ms, 1)))
+      ]
+    : [
+        stat(
+          'rate',
+          trans.__('no requests in %1', h.window ?? trans.__('the window'))
+        )
+      ];
+  return el(
+    'div',
+    {
+      class: 'nbdeploy-health',
+      'data-drift': drift,
+      'data-alert': h.alert ?? 'none',
+      title: trans.__(
+        '%1 requests; drift share %2',
+        String(h.requests),
+        num(h.drift_share)
+      )
+    },
+    ...stats,
+    badge(
+      h.drift === 'drifted' ? trans.__('drifted') : trans.__('drift %1', drift),
+      h.drift,
+      { class: 'nbdeploy-drift' }
+    ),
+    h.alert && h.alert !== 'ok'
+      ? badge(trans.__('alert: %1', h.alert), h.alert, {
+          class: 'nbdeploy-alert'
+        })
+      : null
+  );
 }
 
 /** The rows grouped by deployment name, in the order the ledger gives (newest first). */
@@ -235,6 +321,7 @@ export class DeploymentList extends PanelWithToolbar {
         title: r.detail ?? ''
       },
       summary,
+      live(r) ? healthLine(r, this.trans) : null,
       details
     );
     return node;

@@ -83,6 +83,7 @@ export function tone(status: string | null): string {
   switch (status) {
     case 'serving':
     case 'pass':
+    case 'ok':
       return 'ok';
     case 'unhealthy':
     case 'warn':
@@ -92,6 +93,7 @@ export function tone(status: string | null): string {
     case 'dead':
     case 'failed':
     case 'fail':
+    case 'drifted':
       return 'bad';
     default:
       return 'neutral';
