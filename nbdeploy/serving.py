@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -31,6 +32,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+try: import nbdeploy_capture as capture  # inside a Bento: the copy beside this file
+except ImportError: from nbdeploy import capture
 
 _log = logging.getLogger("bentoml.nbdeploy")  # a child of BentoML's logger, so it reaches the server's log
 
@@ -270,23 +274,80 @@ def _bounding(send):
         await send({"type": "http.response.body", "body": body})
     return _send
 
+# %% ../nbs/21_serving.ipynb #eead7bc3
+_CAPTURED = frozenset({"/predict", "/predict_proba"})  # after ALIASES, so SageMaker's /invocations too
+
+def _header(headers: list, name: bytes) -> str | None:
+    "The value of the request header `name` (lowercase bytes), or None."
+    return next((v.decode("latin-1") for k, v in headers if k.lower() == name), None)
+
+def _deployment() -> dict:
+    "The deployment this process serves, as the deployer set it: name and version (empty if it did not)."
+    env = {k: f"NBDEPLOY_DEPLOYMENT_{k.upper()}" for k in ("name", "version")}
+    return {k: os.environ[v] for k, v in env.items() if v in os.environ}
+
+def _with_request_id(send, rid: str):
+    "An ASGI `send` that gives the answer the header `X-Request-ID: rid`."
+    value = rid.encode()
+    async def _send(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", value)]}
+        await send(message)
+    return _send
+
+def _bad_request_id() -> JSONResponse:
+    "The 400 for a caller's `X-Request-ID` that is not an id (it carries a new one instead)."
+    msg = "X-Request-ID must be 1 to 128 characters of letters, digits, '.', '_', ':' or '-'"
+    detail = [{"type": "value_error", "loc": ["header", "x-request-id"], "msg": msg}]
+    return JSONResponse({"error": "invalid request id", "detail": detail}, status_code=400,
+                        headers={"X-Request-ID": capture.request_id()})
+
+class _Exchange:
+    "One sampled request as the gate sees it; its answer's last byte hands it to the capture's queue."
+    def __init__(self, cap, rid: str, route: str, started: float, t0: float):
+        self.cap, self.rid, self.route, self.started, self.t0 = cap, rid, route, started, t0
+        self.body, self.status, self.parts = b"", 500, []
+
+    def recording(self, send):
+        "An ASGI `send` that keeps the status and body it passes on, then offers the exchange (never waiting)."
+        async def _send(message):
+            if message["type"] == "http.response.start": self.status = message["status"]
+            elif message["type"] == "http.response.body":
+                self.parts.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    ms = (time.perf_counter() - self.t0) * 1000
+                    await send(message)
+                    self.cap.offer((self.rid, self.route, self.status, self.started, ms, self.body,
+                                    b"".join(self.parts)))
+                    return
+            await send(message)
+        return _send
+
+
 # %% ../nbs/21_serving.ipynb #c09888cd
 class Gate:
-    "ASGI middleware: API keys, `GET /metadata`, bounded JSON bodies and 4xx answers, and the APIs answered directly."
+    "ASGI middleware: request ids, API keys, `GET /metadata`, bounded bodies and 4xx answers, capture, direct APIs."
     def __init__(self, app, metadata: dict,
                  direct=None, # called until it returns {route: ASGI endpoint} (None before the service instance exists)
                  max_body: int | None = None, # the most bytes a request body may have (`nbdeploy.schema.body_limit`)
                  max_rows: int | None = None, # the most rows a request may carry
+                 reference=None, # the Bento's drift reference (its reference.json), for the in-service drift gauges
                 ):
         self.app, self.metadata, self.direct, self.routes = app, metadata, direct, None
         self.max_body, self.max_rows = max_body, max_rows
-        try: self.key = _api_key()
+        try: self.key, self.capture = _api_key(), capture.Capture(capture.settings(), _deployment(), reference)
         except Exception: mark_failed_start(); raise
         if os.environ.get("NBDEPLOY_FAST_PATH") == "0": self.direct = None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan": return await self.app(scope, receive, _frozen_at_startup(send))
+        if scope["type"] == "lifespan":
+            self.capture.start()  # in the worker process, once BentoML has set up its metrics
+            return await self.app(scope, receive, _frozen_at_startup(send))
         if scope["type"] != "http": return await self.app(scope, receive, send)
+        t0, started = time.perf_counter(), time.time()
+        rid = capture.request_id(_header(scope["headers"], b"x-request-id"))
+        if rid is None: return await _bad_request_id()(scope, receive, send)
+        send = _with_request_id(send, rid)
         path = scope["path"]
         if path in ALIASES: scope = {**scope, "path": ALIASES[path], "raw_path": ALIASES[path].encode()}
         if self.key and path not in _OPEN_PATHS and not hmac.compare_digest(
@@ -295,6 +356,11 @@ class Gate:
             return await JSONResponse({"error": msg}, status_code=401)(scope, receive, send)
         if path == "/metadata" and scope["method"] in ("GET", "HEAD"):
             return await JSONResponse(self.served_metadata())(scope, receive, send)
+        seen = None
+        if scope["method"] == "POST" and scope["path"] in _CAPTURED and self.capture.wants(rid):
+            self.capture.start()
+            seen = _Exchange(self.capture, rid, scope["path"], started, t0)
+            send = seen.recording(send)
         if scope["method"] == "POST" and not _is_json(scope["headers"]):
             msg = "the body must be JSON: send 'Content-Type: application/json'"
             answer = {"error": "unsupported media type", "detail": [{"loc": ["header", "content-type"], "msg": msg}]}
@@ -306,6 +372,7 @@ class Gate:
         try: body = await _read_body(receive, self.max_body)
         except _BodyTooLarge: return await self.too_large()(scope, receive, send)
         except ConnectionError: return
+        if seen is not None: seen.body = body
         if self.max_rows is not None and (e := _too_many_rows(body, self.max_rows)):
             return await JSONResponse(_invalid(e), status_code=400)(scope, receive, send)
         app = (self.endpoint(scope["path"]) if scope["method"] == "POST" else None) or self.app
@@ -325,10 +392,11 @@ class Gate:
         return (self.routes or {}).get(route)
 
     def served_metadata(self) -> dict:
-        "The Bento's metadata plus the deployment this process serves, if the deployer said."
-        env = {k: f"NBDEPLOY_DEPLOYMENT_{k.upper()}" for k in ("name", "version")}
-        dep = {k: os.environ[v] for k, v in env.items() if v in os.environ}
-        return {**self.metadata, "deployment": dep or None}
+        "The Bento's metadata plus the deployment this process serves, if the deployer said, and what it captures."
+        dep = _deployment()
+        fraction = self.capture.fraction if self.capture.on else 0.0
+        return {**self.metadata, "deployment": dep or None,
+                "capture": {"fraction": fraction, "redact": self.capture.redact}}
 
 # %% ../nbs/21_serving.ipynb #797a1e23
 class ReleasingTimeout(traffic.TimeoutMiddleware):
@@ -512,6 +580,7 @@ def _fitted_workers() -> int:
 # %% ../nbs/21_serving.ipynb #c18869e0
 def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows, metadata, workers
                  model_ref, # `bentoml.models.BentoModel` of the stored model
+                 src: Path | None = None, # the Bento's src folder: where the spec's `reference` file is
                 ) -> type:
     "The BentoML service class for one packaged model."
     schema = spec["schema"]
@@ -569,6 +638,8 @@ def make_service(spec: dict, # the Bento's spec: service name, schema, max_rows,
                     p = await _ascore(self.batcher("predict_proba"), _rows_to_frame(inputs, schema))
                     return Probabilities(probabilities=_as_json(p), classes=_as_json(self.est.classes_))
 
+    ref = Path(src)/spec["reference"] if src is not None and spec.get("reference") else None
     Svc.add_asgi_middleware(Gate, metadata=spec["metadata"], direct=lambda: _direct_routes(Svc, live.get("instance")),
-                            max_body=spec.get("max_body"), max_rows=spec["max_rows"])
+                            max_body=spec.get("max_body"), max_rows=spec["max_rows"],
+                            reference=ref if ref is not None and ref.is_file() else None)
     return Svc
