@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['reference_of', 'DriftReport', 'drift_table']
 
-# %% ../nbs/17_drift.ipynb #82591eea
+# %% ../nbs/17_drift.ipynb #ccd3a1e0
 import html
 import json
 import math
@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-# %% ../nbs/17_drift.ipynb #cc5481c4
+# %% ../nbs/17_drift.ipynb #910296f2
 _PROBS = np.linspace(0, 1, 1001)  # the quantile grid every numeric summary keeps
 _TAILS = np.r_[np.linspace(0, 0.001, 51)[1:-1], np.linspace(0.999, 1, 51)[1:-1]]  # finer in the outer 0.1%s
 _TOP = 100  # categories kept by name; the rest are summed under "__other__"
@@ -24,7 +24,7 @@ _OTHER = "__other__"
 _PRED = "__prediction__"
 _SHARE = 0.5  # Evidently's dataset rule: drifted when at least this share of columns drift
 
-# %% ../nbs/17_drift.ipynb #e1621d01
+# %% ../nbs/17_drift.ipynb #32666dd8
 def _kind(s: pd.Series, prediction: bool = False) -> str | None:
     "Evidently 0.7's type of column `s`: 'numeric', 'categorical', or None (datetimes: not compared)."
     name = s.dtype.name
@@ -34,7 +34,7 @@ def _kind(s: pd.Series, prediction: bool = False) -> str | None:
         return "categorical" if prediction or s.nunique() <= 10 else "numeric"
     return "categorical"
 
-# %% ../nbs/17_drift.ipynb #433555e9
+# %% ../nbs/17_drift.ipynb #70de61f1
 def _numeric(s) -> np.ndarray:
     "The finite values of `s` as float64 (nulls and infinities dropped, as Evidently does)."
     a = pd.to_numeric(pd.Series(s), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -45,7 +45,7 @@ def _labels(s: pd.Series) -> pd.Series:
     if s.dtype.kind == "f": s = s.replace([-np.inf, np.inf], np.nan)
     return s.dropna()
 
-# %% ../nbs/17_drift.ipynb #98d75588
+# %% ../nbs/17_drift.ipynb #8892ac1b
 def _sorted_quantiles(a: np.ndarray, probs: np.ndarray = _PROBS) -> np.ndarray:
     "np.quantile's (linear) quantiles of the already sorted array `a`, without sorting it again."
     pos = probs * (len(a) - 1)
@@ -94,7 +94,7 @@ def reference_of(
         out["rows"] = json.loads(sample.to_json(orient="records", date_format="iso"))
     return out
 
-# %% ../nbs/17_drift.ipynb #7a28f722
+# %% ../nbs/17_drift.ipynb #7e3a885a
 def _choose(n_ref: int, n_values: int, kind: str) -> str:
     "Evidently 0.7's default test (`_get_default_stattest`) for a column."
     if n_ref <= 1000:
@@ -103,7 +103,7 @@ def _choose(n_ref: int, n_values: int, kind: str) -> str:
     if kind == "numeric" and n_values > 5: return "wasserstein"
     return "jensenshannon"
 
-# %% ../nbs/17_drift.ipynb #c1a23c3d
+# %% ../nbs/17_drift.ipynb #2b02eeb2
 def _ks_raw(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     "Two-sample KS statistic and p-value: `scipy.stats.ks_2samp(ref, cur)`, Evidently's 'ks'."
     from scipy.stats import ks_2samp
@@ -115,7 +115,7 @@ def _wasserstein_raw(ref: np.ndarray, cur: np.ndarray) -> float:
     from scipy.stats import wasserstein_distance
     return float(wasserstein_distance(ref, cur) / max(float(np.std(ref)), 0.001))
 
-# %% ../nbs/17_drift.ipynb #9580230f
+# %% ../nbs/17_drift.ipynb #d0a3aee6
 def _grid(ref: dict) -> tuple[np.ndarray, np.ndarray]:
     "The summary's probabilities and quantiles, the finer tail ones merged in."
     p, q = _PROBS, np.asarray(ref["quantiles"], dtype=float)
@@ -144,19 +144,53 @@ def _sketch_numeric(ref: dict, cur: np.ndarray) -> tuple[float, float, float]:
     "KS statistic, p-value (ks_2samp's asymptotic method) and normalised Wasserstein of sorted `cur` vs a summary."
     from scipy.stats import distributions
     m, n = len(cur), ref["n"]
-    knots = [_grid(ref)[1]] + ([np.array([float(k) for k in ref["counts"]])] if "counts" in ref else [])
-    pts = np.unique(np.concatenate([cur] + knots))  # every jump of either CDF, and every knot of the reference's
-    c_left, c_right = np.searchsorted(cur, pts, "left") / m, np.searchsorted(cur, pts, "right") / m
-    r_left, r_right = _ref_cdf(ref, pts, "left"), _ref_cdf(ref, pts, "right")
-    d = float(max(np.abs(c_right - r_right).max(), np.abs(c_left - r_left).max()))
-    g0, g1 = r_right[:-1] - c_right[:-1], r_left[1:] - c_right[:-1]  # between points: the gap is linear
-    a0, a1, h = np.abs(g0), np.abs(g1), np.diff(pts)
-    cross = np.sign(g0) * np.sign(g1) < 0
-    area = np.where(cross, (g0 ** 2 + g1 ** 2) / np.where(cross, a0 + a1, 1) / 2, (a0 + a1) / 2) * h
-    w = float(area.sum() / max(ref["std"], 0.001))
-    return d, float(np.clip(distributions.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1)), w
+    d = max(_ks_at_values(ref, cur), _ks_at_knots(ref, cur))
+    p = float(np.clip(distributions.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+    return d, p, _wasserstein_sorted(ref, cur)
 
-# %% ../nbs/17_drift.ipynb #c904a03a
+def _ks_at_values(ref: dict, cur: np.ndarray) -> float:
+    "The largest gap between the ECDF of sorted `cur` and the reference CDF, at both limits of each current jump."
+    m = len(cur)
+    pos = np.flatnonzero(np.r_[True, cur[1:] != cur[:-1]])  # where each distinct current value starts
+    u, c_left, c_right = cur[pos], pos / m, np.r_[pos[1:], m] / m
+    if "counts" in ref: r_left, r_right = _ref_cdf(ref, u, "left"), _ref_cdf(ref, u, "right")
+    else:
+        p, q = _grid(ref)
+        r_left = r_right = np.interp(u, q, p)  # continuous except where quantiles tie: fixed next
+        jumps = np.unique(q[1:][q[1:] == q[:-1]])
+        if len(jumps):
+            k = np.minimum(np.searchsorted(jumps, u), len(jumps) - 1)
+            hit = np.flatnonzero(jumps[k] == u)
+            r_left, r_right = r_left.copy(), r_right.copy()
+            r_left[hit], r_right[hit] = _ref_cdf(ref, u[hit], "left"), _ref_cdf(ref, u[hit], "right")
+    return float(max(np.abs(c_right - r_right).max(), np.abs(c_left - r_left).max()))
+
+def _ks_at_knots(ref: dict, cur: np.ndarray) -> float:
+    "The same gap at the reference's own knots, where its CDF bends or jumps."
+    knots = np.r_[_grid(ref)[1], [float(k) for k in ref.get("counts", {})]]
+    m = len(cur)
+    return float(max(np.abs(np.searchsorted(cur, knots, "right") / m - _ref_cdf(ref, knots, "right")).max(),
+                     np.abs(np.searchsorted(cur, knots, "left") / m - _ref_cdf(ref, knots, "left")).max()))
+
+def _wasserstein_sorted(ref: dict, cur: np.ndarray) -> float:
+    "Normalised Wasserstein distance: the area between the two quantile functions, the current one exact."
+    m = len(cur)
+    if "counts" in ref:  # two step CDFs: the area between them, exactly
+        x = np.unique(np.r_[[float(k) for k in ref["counts"]], cur[np.r_[True, cur[1:] != cur[:-1]]]])
+        gap = np.abs(_ref_cdf(ref, x[:-1], "right") - np.searchsorted(cur, x[:-1], "right") / m)
+        return float((gap * np.diff(x)).sum() / max(ref["std"], 0.001))
+    p, q = _grid(ref)
+    at = np.unique(np.r_[np.arange(m + 1) / m, p])  # the current's steps and the reference's knots
+    mid = (at[1:] + at[:-1]) / 2
+    g = np.interp(at, p, q)  # the reference quantile, linear between these points
+    step = cur[np.minimum((mid * m).astype(np.int64), m - 1)]  # the current quantile, constant between them
+    g0, g1 = g[:-1] - step, g[1:] - step
+    a0, a1 = np.abs(g0), np.abs(g1)
+    cross = (g0 < 0) != (g1 < 0)
+    area = np.where(cross, (g0 * g0 + g1 * g1) / np.maximum(a0 + a1, 1e-300) / 2, (a0 + a1) / 2) * np.diff(at)
+    return float(area.sum() / max(ref["std"], 0.001))
+
+# %% ../nbs/17_drift.ipynb #bbb2262d
 def _chisquare(ref: dict, cur: dict) -> tuple[float, float]:
     "Chi-squared statistic and p-value of current counts against reference counts: Evidently's 'chisquare'."
     from scipy.stats import chisquare
@@ -193,7 +227,7 @@ def _jensenshannon(ref: dict, cur: dict) -> float:
     return float(jensenshannon(np.array([ref.get(k, 0) / n1 for k in keys]),
                                np.array([cur.get(k, 0) / n2 for k in keys])))
 
-# %% ../nbs/17_drift.ipynb #8ec8f233
+# %% ../nbs/17_drift.ipynb #397666f5
 def _row(column: str, kind: str, n_ref: int, n_cur: int, **kw) -> dict:
     "One row of the drift table, with NaN for what could not be computed."
     nan = float("nan")
@@ -266,7 +300,7 @@ def _column(column: str, kind: str, ref, cur: pd.Series, alpha: float, threshold
     return _categorical_row(column, _labels(ref) if isinstance(ref, pd.Series) else ref, _labels(cur), alpha,
                             threshold)
 
-# %% ../nbs/17_drift.ipynb #32c98a30
+# %% ../nbs/17_drift.ipynb #ebb716e6
 class DriftReport:
     "Per-column drift (Evidently's test and our two-gate flag), the prediction's drift and a dataset verdict."
     def __init__(self,
@@ -326,7 +360,7 @@ def _html(r: DriftReport) -> str:
     return (f"<div><b>Drift: {verdict}</b> (share {r.share:.2f}; p &lt; {r.alpha} and effect &ge; "
             f"{r.threshold})<table><tr>{head}</tr>{''.join(lines)}</table></div>")
 
-# %% ../nbs/17_drift.ipynb #bdd8d5a5
+# %% ../nbs/17_drift.ipynb #af70f88c
 def drift_table(
     reference,  # a `reference_of` summary, or the raw reference DataFrame (then the numbers equal Evidently's)
     current: pd.DataFrame,  # the rows to compare
