@@ -29,6 +29,7 @@ def _slug(s: str) -> str:
 
 # %% ../nbs/43_docker_target.ipynb #a61b7e90
 _SECRET_PATH = "/run/secrets/nbdeploy-api-key"  # where a service container reads its API key
+_CAPTURE_PATH = "/capture"  # where a service container writes its captured records
 _SCRATCH = {"/tmp": "size=512m", f"{APP_HOME}/bentoml": f"size=256m,uid={APP_UID},gid={APP_UID},mode=0700"}
 _LOG_OPTS = {"max-size": "10m", "max-file": "3"}  # the engine's json-file log driver rotates by size
 
@@ -47,6 +48,15 @@ def _key_file(name: str, # deployment name
         return p, {}
     p.chmod(0o440)  # else the container's user joins the caller's group, the only other one that may read it
     return p, {"group_add": [str(os.getgid())]}
+
+def _capture_mount(d: Path, # the version's capture folder on the host
+                  ) -> dict:
+    "Let the container's user (and only it) write into `d`; the run options that let that user in."
+    if os.getuid() == 0:
+        os.chown(d, APP_UID, APP_UID); d.chmod(0o700)
+        return {}
+    d.chmod(0o770)
+    return {"group_add": [str(os.getgid())]}
 
 # %% ../nbs/43_docker_target.ipynb #d7d84e65
 class DockerTarget(Target):
@@ -86,11 +96,17 @@ def start(self: DockerTarget, bento, name: str, version: int, env: dict) -> dict
     labels = {"org.nbdeploy.deployment": name, "org.nbdeploy.version": str(version), "org.nbdeploy.target": self.name}
     kw = dict(nano_cpus=int(self.cpus * 1e9)) if self.cpus else {}
     env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
-    volumes, key = {}, env.pop("NBDEPLOY_API_KEY", None)
+    volumes, groups = {}, set()
+    key, captured = env.pop("NBDEPLOY_API_KEY", None), env.pop("NBDEPLOY_CAPTURE_DIR", None)
     if key:
         path, extra = _key_file(name, version, key)
         volumes[str(path)] = {"bind": _SECRET_PATH, "mode": "ro"}
-        env["NBDEPLOY_API_KEY_FILE"] = _SECRET_PATH; kw.update(extra)
+        env["NBDEPLOY_API_KEY_FILE"] = _SECRET_PATH; groups.update(extra.get("group_add", []))
+    if captured:  # the version's capture folder on the host, made by the deployer
+        groups.update(_capture_mount(Path(captured)).get("group_add", []))
+        volumes[captured] = {"bind": _CAPTURE_PATH, "mode": "rw"}
+        env["NBDEPLOY_CAPTURE_DIR"] = _CAPTURE_PATH
+    if groups: kw["group_add"] = sorted(groups)
     try:
         c = engine().containers.run(
             image, detach=True, name=f"nbdeploy-{_slug(name)}-v{version}-{int(time.time()*1000) % 10**8}",

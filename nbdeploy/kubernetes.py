@@ -17,7 +17,7 @@ from fastcore.basics import patch
 
 from . import ledger
 from .containers import APP_UID, ensure_image, image_tag
-from .deployer import Target, handle_of, register_target
+from .deployer import Target, capture_of, handle_of, register_target
 from .errors import DeployError, InputError
 from .registry import push
 
@@ -35,9 +35,25 @@ def _k8s_name(name: str) -> str:
 # %% ../nbs/44_kubernetes.ipynb #7519c59e
 _PORT = 3000
 
-def _volumes() -> list:
-    "The pod's writable scratch: /tmp and BentoML's home."
-    return [{"name": "tmp", "emptyDir": {}}, {"name": "bentoml-home", "emptyDir": {}}]
+_CAPTURE_BYTES = 256 * 2**20  # what a pod's capture keeps at most; its emptyDir allows twice that
+
+def _captures(capture: dict | None) -> bool:
+    "Whether capture settings `{'fraction': f, 'redact': [...]}` (or None) record anything."
+    return bool(capture) and capture["fraction"] > 0
+
+def _volumes(capture: bool = False) -> list:
+    "The pod's writable scratch: /tmp and BentoML's home (and the capture folder when it captures)."
+    return ([{"name": "tmp", "emptyDir": {}}, {"name": "bentoml-home", "emptyDir": {}}]
+            + ([{"name": "capture", "emptyDir": {"sizeLimit": f"{2 * _CAPTURE_BYTES // 2**20}Mi"}}] if capture else []))
+
+def _capture_env(capture: dict | None) -> list:
+    "The container's capture environment for settings `{'fraction': f, 'redact': [...]}` (None: off)."
+    c = capture or {"fraction": 0.0, "redact": []}
+    env = [{"name": "NBDEPLOY_CAPTURE", "value": f"{c['fraction']:g}"},
+           {"name": "NBDEPLOY_REDACT", "value": json.dumps(c["redact"])}]
+    if _captures(c): env += [{"name": "NBDEPLOY_CAPTURE_DIR", "value": "/capture"},
+                                  {"name": "NBDEPLOY_CAPTURE_MAX_BYTES", "value": str(_CAPTURE_BYTES)}]
+    return env
 
 def _labels(name: str) -> dict:
     "The labels every object of deployment `name` carries; the first one selects its pods."
@@ -49,11 +65,13 @@ def _probe(path: str, period: int, failures: int) -> dict:
             "failureThreshold": failures}
 
 def _container_spec(image: str, name: str, version: int | None, cpu: str, memory: str, cpu_limit: str,
-                    memory_limit: str, secret: str | None, port: int = _PORT, cname: str = "model") -> dict:
+                    memory_limit: str, secret: str | None, port: int = _PORT, cname: str = "model",
+                    capture: dict | None = None) -> dict:
     "The serving container: env, port, probes, resources, security context, writable scratch mounts."
     env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": str(port)},
            {"name": "NBDEPLOY_DEPLOYMENT_NAME", "value": name}]
     if version is not None: env.append({"name": "NBDEPLOY_DEPLOYMENT_VERSION", "value": str(version)})
+    if capture: env += _capture_env(capture)
     if secret:
         env.append({"name": "NBDEPLOY_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "api-key"}}})
     return {"name": cname, "image": image, "imagePullPolicy": "IfNotPresent", "env": env,
@@ -66,28 +84,34 @@ def _container_spec(image: str, name: str, version: int | None, cpu: str, memory
                                 "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                 "capabilities": {"drop": ["ALL"]}},
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                             {"name": "bentoml-home", "mountPath": "/home/nbdeploy/bentoml"}]}
+                             {"name": "bentoml-home", "mountPath": "/home/nbdeploy/bentoml"}]
+                            + ([{"name": "capture", "mountPath": "/capture"}] if _captures(capture) else [])}
 
 # %% ../nbs/44_kubernetes.ipynb #d5561e0b
 def _deployment_manifest(name: str, image: str, version: int | None = None, namespace: str = "default",
                          replicas: int = 2, cpu: str = "500m", memory: str = "1Gi", cpu_limit: str = "1",
                          memory_limit: str = "2Gi",
-                         secret: str | None = None) -> dict:
+                         secret: str | None = None, capture: dict | None = None) -> dict:
     "An apps/v1 Deployment of `image` with probes, resources, non-root security and zero-unavailable rolling updates."
     labels = _labels(name)
     ann = {"nbdeploy.io/version": str(version)} if version is not None else {}
     pod = {"securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "fsGroup": APP_UID,
                                "seccompProfile": {"type": "RuntimeDefault"}},
            "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 30,
-           "containers": [_container_spec(image, name, version, cpu, memory, cpu_limit, memory_limit, secret)],
-           "volumes": _volumes()}
+           "containers": [_container_spec(image, name, version, cpu, memory, cpu_limit, memory_limit, secret,
+                                          capture=capture)],
+           "volumes": _volumes(_captures(capture))}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": ann},
             "spec": {"replicas": replicas, "revisionHistoryLimit": 10,
                      "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                     "template": {"metadata": {"labels": labels, "annotations": ann},
+                     "template": {"metadata": {"labels": labels, "annotations": {**ann, **_scrape()}},
                                   "spec": pod}}}
+
+def _scrape(port: int = _PORT) -> dict:
+    "The pod annotations Prometheus' Kubernetes discovery reads: scrape this pod's /metrics on `port`."
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
 
 def _service_manifest(name: str, namespace: str = "default", port: int = 80) -> dict:
     "A v1 ClusterIP Service in front of the ready pods of `name`."
@@ -123,6 +147,28 @@ def _secret_manifest(name: str, key: str, namespace: str = "default", version: i
             "metadata": {"name": _secret_name(name, version), "namespace": namespace, "labels": labels},
             "stringData": {"api-key": key}}
 
+# %% ../nbs/44_kubernetes.ipynb #c2bdf072
+_SUMMARY = "{{ $labels.pod }}: %s is {{ $value | humanize }} (%s at %s)"
+_RULES = (  # alert, what it watches, PromQL over the pods `sel` selects, warn level, fail level
+    ("NbdeployErrorRate", "the share of 5xx answers",
+     'sum(rate(bentoml_service_request_total{%(sel)s,http_response_code=~"5.."}[5m]))'
+     ' / sum(rate(bentoml_service_request_total{%(sel)s}[5m]))', 0.01, 0.05),
+    ("NbdeployLatencyP99", "the p99 latency (s)",
+     "histogram_quantile(0.99, sum by (le) (rate(bentoml_service_request_duration_seconds_bucket{%(sel)s}[5m])))",
+     0.5, 1.0),
+    ("NbdeployDriftShare", "the share of drifted features", "max(nbdeploy_drift_share{%(sel)s})", 0.25, 0.5))
+
+def _prometheus_rule(name: str, namespace: str = "default") -> dict:
+    "A monitoring.coreos.com/v1 PrometheusRule: warn and fail alerts on the error rate, p99 latency and drift share."
+    sel = f'namespace="{namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"'  # the Deployment's pods: <name>-<rs>-<id>
+    rules = [{"alert": alert, "expr": f"{expr % {'sel': sel}} >= {level}", "for": "5m",
+              "labels": {"severity": severity, "deployment": name},
+              "annotations": {"summary": _SUMMARY % (what, severity, level)}}
+             for alert, what, expr, warn, fail in _RULES for severity, level in (("warning", warn), ("critical", fail))]
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
+            "spec": {"groups": [{"name": f"nbdeploy-{name}", "rules": rules}]}}
+
 # %% ../nbs/44_kubernetes.ipynb #ee92fc85
 def _inference_service(name: str, image: str, namespace: str = "default", min_replicas: int = 1, max_replicas: int = 5,
                       cpu: str = "500m", memory: str = "1Gi", cpu_limit: str = "1", memory_limit: str = "2Gi",
@@ -139,16 +185,17 @@ def _inference_service(name: str, image: str, namespace: str = "default", min_re
 def manifest_objects(image: str, name: str, namespace: str = "default", replicas: int = 2, max_replicas: int = 5,
                      cpu: str = "500m", memory: str = "1Gi", cpu_limit: str = "1", memory_limit: str = "2Gi",
                      target_cpu: int = 70, version: int | None = None, api_key: str | None = None,
-                     kserve: bool = False) -> list[dict]:
+                     kserve: bool = False, capture: dict | None = None, prometheus_rule: bool = False) -> list[dict]:
     "The objects of deployment `name`: [Secret], Service, HPA, PDB, Deployment — or one KServe InferenceService."
     _k8s_name(name); _k8s_name(namespace)
     res = dict(cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit)
     if kserve: return [_inference_service(name, image, namespace, replicas, max_replicas, version=version, **res)]
+    rule = [_prometheus_rule(name, namespace)] if prometheus_rule else []  # its selector matches Deployment pods
     secret = _secret_manifest(name, api_key, namespace, version) if api_key else None
     return [*([secret] if secret else []), _service_manifest(name, namespace),
             _hpa_manifest(name, namespace, replicas, max_replicas, target_cpu), _pdb_manifest(name, namespace),
             _deployment_manifest(name, image, version, namespace, replicas,
-                                 secret=secret and secret["metadata"]["name"], **res)]
+                                 secret=secret and secret["metadata"]["name"], capture=capture, **res), *rule]
 
 def to_yaml(objs: list[dict]) -> str:
     "Objects as one multi-document YAML string."
@@ -165,11 +212,12 @@ def manifests(bento_or_image, # a `bentoml.Bento`, a Bento tag, or an image refe
               cpu_limit: str = "1", memory_limit: str = "2Gi", # limits per pod
               target_cpu: int = 70, # the autoscaler's CPU utilisation target, percent
               kserve: bool = False, # a KServe InferenceService instead of Deployment + Service + HPA + PDB
+              prometheus_rule: bool = False, # add a PrometheusRule (Prometheus Operator) alerting on errors, p99, drift
              ) -> str:
     "The Kubernetes manifests of a model service as YAML (written to `path` too if given)."
     image, name = _image_and_name(bento_or_image, name)
     objs = manifest_objects(image, name, namespace, replicas, max_replicas, cpu, memory, cpu_limit, memory_limit,
-                            target_cpu, kserve=kserve)
+                            target_cpu, kserve=kserve, prometheus_rule=prometheus_rule)
     text = to_yaml(objs)
     if path: Path(path).write_text(text)
     return text
@@ -292,14 +340,26 @@ class KubernetesTarget(Target):
     def client(self): return _api_client(self.kubeconfig, self.context)
     def check_name(self, name: str) -> None: _k8s_name(name)
 
-    def objects(self, image: str, name: str, version: int, api_key: str | None = None) -> list[dict]:
-        "The objects version `version` of `name` is made of."
-        return manifest_objects(image, name, self.namespace, version=version, api_key=api_key, **self.opts)
+    def objects(self, image: str, name: str, version: int, api_key: str | None = None,
+                capture: dict | None = None) -> list[dict]:
+        "The objects version `version` of `name` is made of (capturing as `capture` says)."
+        return manifest_objects(image, name, self.namespace, version=version, api_key=api_key, capture=capture,
+                                **self.opts)
 
-    def deployment(self, image: str, name: str, version: int, secret: str | None, namespace: str | None = None) -> dict:
+    def deployment(self, image: str, name: str, version: int, secret: str | None, namespace: str | None = None,
+                   capture: dict | None = None) -> dict:
         "The Deployment of version `version`, its pods reading the API key from Secret `secret` (if any)."
         o = {k: v for k, v in self.opts.items() if k not in ("max_replicas", "target_cpu")}
-        return _deployment_manifest(name, image, version, namespace or self.namespace, secret=secret, **o)
+        return _deployment_manifest(name, image, version, namespace or self.namespace, secret=secret, capture=capture,
+                                    **o)
+
+    def capture_dir(self, row: dict) -> None:
+        "None: a pod captures into an emptyDir of its own (see above), never a folder on this host."
+        return None
+
+    def capture_records(self, row: dict, since=None, until=None, limit=None) -> list[dict]:
+        "[]: a pod's records stay in its emptyDir, which nothing outside the pod reads; use its /metrics instead."
+        return []
 
 # %% ../nbs/44_kubernetes.ipynb #4d478b03
 @patch
@@ -314,7 +374,9 @@ def start(self: KubernetesTarget, bento, name: str, version: int, env: dict) -> 
     _k8s_name(name)
     api = self.client()
     image = self._image(bento)
-    objs = self.objects(image, name, version, env.get("NBDEPLOY_API_KEY"))
+    capture = ({"fraction": float(env["NBDEPLOY_CAPTURE"]), "redact": json.loads(env.get("NBDEPLOY_REDACT") or "[]")}
+               if "NBDEPLOY_CAPTURE" in env else None)
+    objs = self.objects(image, name, version, env.get("NBDEPLOY_API_KEY"), capture=capture)
     first = not _exists(api, "Deployment", name, self.namespace)
     applied = []
     try:
@@ -438,7 +500,8 @@ def _serving(self: KubernetesTarget, serving: dict) -> dict:
     "The Deployment of the version in service, to apply over a failed one (Kubernetes rolls back to its ReplicaSet)."
     s = self._ref(serving)
     if not s["image"]: raise DeployError(f"cannot put {s['name']} v{s['version']} back: the ledger has no image for it")
-    return self.deployment(s["image"], s["name"], s["version"], s["secret"], s["namespace"])
+    capture = capture_of(serving) if serving.get("capture") else None  # the very pod template it was started with
+    return self.deployment(s["image"], s["name"], s["version"], s["secret"], s["namespace"], capture)
 
 @patch
 def logs(self: KubernetesTarget, row: dict, tail: int = 100) -> str:

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS deployments (
   name TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
   url TEXT, port INTEGER, handle TEXT, image TEXT, bento TEXT, verdict TEXT, forced INTEGER NOT NULL DEFAULT 0,
   auth INTEGER NOT NULL DEFAULT 0, user TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, detail TEXT,
-  endpoint TEXT, owner TEXT,
+  endpoint TEXT, owner TEXT, capture TEXT,
   PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, version INTEGER NOT NULL,
@@ -33,8 +33,9 @@ CREATE TABLE IF NOT EXISTS leases (
   name TEXT PRIMARY KEY, owner TEXT NOT NULL, what TEXT, since TEXT NOT NULL);
 """
 COLUMNS = ("name", "version", "target", "status", "url", "port", "handle", "image", "bento", "verdict", "forced",
-           "auth", "user", "created_at", "updated_at", "detail", "endpoint", "owner")
-_ADDED = {"endpoint": "TEXT", "owner": "TEXT"}  # columns newer than the first ledgers, added to old files on open
+           "auth", "user", "created_at", "updated_at", "detail", "endpoint", "owner", "capture")
+# columns newer than the first ledgers, added to old files on open (capture: NULL for versions deployed before it)
+_ADDED = {"endpoint": "TEXT", "owner": "TEXT", "capture": "TEXT"}
 
 def _now() -> str:
     "The current UTC time, ISO formatted."
@@ -123,14 +124,17 @@ def begin(name: str, # deployment name
           forced: bool = False, # deployed despite a failing verdict
           auth: bool = False, # served behind an API key
           endpoint: str | None = None, # the stable endpoint's options, as JSON (`nbdeploy.endpoint.endpoint_options`)
+          capture: str | None = None, # the capture settings, as JSON: {"fraction": f, "redact": [...]}
          ) -> dict:
     "Allocate the next version of `name` and record it as starting."
     with _transaction(immediate=True) as con:
         v = con.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE name = ?", (name,)).fetchone()[0]
         t = _now()
         con.execute("INSERT INTO deployments (name, version, target, status, bento, verdict, forced, auth, user, "
-                    "created_at, updated_at, endpoint, owner) VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, v, target, bento, verdict, int(forced), int(auth), getpass.getuser(), t, t, endpoint, me()))
+                    "created_at, updated_at, endpoint, owner, capture) "
+                    "VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, v, target, bento, verdict, int(forced), int(auth), getpass.getuser(), t, t, endpoint, me(),
+                     capture))
         forced_note = " (forced past a failing check)" if forced else ""
         _record_event(con, name, v, "deploying", f"{bento} to {target}{forced_note}")
     return get(name, v)

@@ -11,12 +11,14 @@ import json
 import os
 import re
 import time
+from datetime import datetime, timezone
 
 import bentoml
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 from fastcore.basics import patch
 
+from .capture import read_records
 from .containers import ensure_image
 from .deployer import Target, handle_of, register_target
 from .errors import DeployError, InputError
@@ -108,6 +110,7 @@ class SageMakerTarget(Target):
     name, remote = "sagemaker", True
     supports_api_key = False  # IAM (SigV4) guards the endpoint; an nbdeploy API key would never be checked
     access_control = "IAM (callers sign their requests with SigV4)"
+    redacts = False  # Data Capture writes whole requests: a field cannot be left out
     def __init__(self, name: str = "sagemaker", # the target's name in `deploy(..., target=)`
                  role: str | None = None, # IAM role ARN SageMaker assumes; default $NBDEPLOY_SAGEMAKER_ROLE
                  instance_type: str = "ml.m5.large", # instance type of the production variant
@@ -115,9 +118,13 @@ class SageMakerTarget(Target):
                  region: str | None = None, # AWS region; default boto3's (AWS_DEFAULT_REGION, profile)
                  registry: str | None = None, # push the image here instead of the account's ECR registry
                  wait: float = 1800, # seconds to wait for InService
+                 bucket: str | None = None, # S3 bucket of Data Capture; default $NBDEPLOY_SAGEMAKER_BUCKET, else
+                                            # SageMaker's default, sagemaker-<region>-<account> (made if missing)
+                 capture_prefix: str = "nbdeploy-capture", # key prefix of the captured records in `bucket`
                 ):
         self.name, self.role, self.instance_type, self.instance_count = name, role, instance_type, instance_count
         self.region, self.registry, self.wait = region, registry, wait
+        self.bucket, self.capture_prefix = bucket, capture_prefix
 
     def client(self, service: str):
         "A boto3 client for `service` in the target's region (AWS_ENDPOINT_URL and friends apply)."
@@ -157,7 +164,9 @@ def _exists(describe, **name) -> bool:
         if "Could not find" in err.get("Message", "") or err["Code"] == "ResourceNotFound": return False
         raise
 
-def _create(self, sm, version_name: str, endpoint: str, image: str, env: dict, created: list) -> str:
+def _create(self, sm, version_name: str, endpoint: str, image: str, env: dict, created: list,
+            capture: dict | None = None, # the endpoint config's DataCaptureConfig, if it captures
+           ) -> str:
     "Create the model and endpoint config `version_name` and create or update `endpoint`; 'created' or 'updated'."
     tags = [{"Key": "managed-by", "Value": "nbdeploy"}, {"Key": "nbdeploy-deployment", "Value": endpoint}]
     if (_exists(sm.describe_model, ModelName=version_name)
@@ -169,7 +178,8 @@ def _create(self, sm, version_name: str, endpoint: str, image: str, env: dict, c
     created.append(("model", version_name))
     sm.create_endpoint_config(EndpointConfigName=version_name, Tags=tags, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": version_name, "InitialInstanceCount": self.instance_count,
-        "InstanceType": self.instance_type, "InitialVariantWeight": 1.0}])
+        "InstanceType": self.instance_type, "InitialVariantWeight": 1.0}], **({"DataCaptureConfig": capture} if capture
+                                                                             else {}))
     created.append(("endpoint_config", version_name))
     if _exists(sm.describe_endpoint, EndpointName=endpoint):
         sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=version_name)
@@ -198,9 +208,12 @@ def start(self: SageMakerTarget, bento, name: str, version: int, env: dict) -> d
     self.role_arn()  # fail before any work when there is no role
     sm = self.client("sagemaker")
     image = self._push(bento, name)
+    fraction = float(env.get("NBDEPLOY_CAPTURE") or 0)
     env = {k: v for k, v in env.items() if k != "NBDEPLOY_API_KEY"}  # IAM guards SageMaker endpoints
-    created = []
-    try: how = _create(self, sm, version_name, endpoint, image, env, created)
+    created, capture = [], None
+    try:
+        capture = self._capture_config(name, version, fraction) if fraction > 0 else None
+        how = _create(self, sm, version_name, endpoint, image, env, created, capture)
     except (ClientError, BotoCoreError) as e:
         removed = _undo(sm, created)
         err = _aws_error(e, f"putting {version_name} behind endpoint {endpoint}")
@@ -209,9 +222,64 @@ def start(self: SageMakerTarget, bento, name: str, version: int, env: dict) -> d
                           "images).") from e
     runtime = self.client("sagemaker-runtime").meta.endpoint_url
     handle = {"endpoint": endpoint, "model": version_name, "config": version_name, "region": sm.meta.region_name,
-              "how": how}
+              "how": how, **({"capture": capture["DestinationS3Uri"]} if capture else {})}
     return {"url": f"{runtime}/endpoints/{endpoint}/invocations", "handle": json.dumps(handle), "port": None,
             "image": image}
+
+# %% ../nbs/45_sagemaker.ipynb #6204ae70
+def _ensure_bucket(s3, bucket: str) -> None:
+    "Make S3 bucket `bucket` in the client's region if it does not exist."
+    try: s3.head_bucket(Bucket=bucket); return
+    except ClientError as e:
+        if e.response["Error"].get("Code") not in ("404", "NoSuchBucket", "NotFound"): raise
+    region = s3.meta.region_name
+    kw = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, **kw)
+
+@patch
+def _capture_config(self: SageMakerTarget, name: str, version: int,
+                    fraction: float, # the share of requests to capture, in (0, 1]
+                   ) -> dict:
+    "The DataCaptureConfig of version `version` of `name`: `fraction` of requests, input and output, into S3."
+    s3 = self.client("s3")
+    bucket = self.bucket or os.environ.get("NBDEPLOY_SAGEMAKER_BUCKET")
+    if not bucket:
+        account = self.client("sts").get_caller_identity()["Account"]
+        bucket = f"sagemaker-{s3.meta.region_name}-{account}"
+    _ensure_bucket(s3, bucket)
+    return {"EnableCapture": True, "InitialSamplingPercentage": max(1, round(fraction * 100)),
+            "DestinationS3Uri": f"s3://{bucket}/{self.capture_prefix}/{_sm_name(name)}/v{version}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]}}
+
+def _in_window(key: str, # an object key, SageMaker's layout ending in /yyyy/mm/dd/hh/<file>
+               since: float | None, until: float | None) -> bool:
+    "Whether the object may hold records between `since` and `until` (an hour's margin either side of its folder)."
+    m = re.search(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$", key)
+    if not m: return True
+    hour = datetime(*map(int, m.groups()), tzinfo=timezone.utc).timestamp()
+    return (since is None or hour + 7200 > since) and (until is None or hour - 3600 < until)
+
+@patch
+def capture_dir(self: SageMakerTarget, row: dict) -> None:
+    "None: the endpoint's Data Capture writes to S3, not to a folder on this host."
+    return None
+
+@patch
+def capture_records(self: SageMakerTarget, row: dict, since: float | None = None, until: float | None = None,
+                    limit: int | None = None) -> list[dict]:
+    "The records Data Capture wrote to S3 for this version, read back in `nbdeploy.capture`'s shape."
+    uri = handle_of(row).get("capture")
+    if not uri: return []
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3, lines = self.client("s3"), []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            for o in page.get("Contents", []):
+                if not _in_window(o["Key"], since, until): continue
+                lines += s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode().splitlines()
+    except (ClientError, BotoCoreError) as e: raise _aws_error(e, f"reading the captured records under {uri}") from e
+    return read_records(lines, since=since, until=until, limit=limit)
 
 # %% ../nbs/45_sagemaker.ipynb #8a64b5d9
 @patch
