@@ -17,6 +17,8 @@ from . import docker_target as docker_target  # registers target="docker"
 from .registry import push
 from .kubernetes import KubernetesTarget, manifests  # registers target="kubernetes"
 from .sagemaker import SageMakerTarget  # registers target="sagemaker"
+from .monitor import monitor  # and Deployment.monitor
+from .alerts import monitoring_config
 from .scorer import batch
 from .magic import load_ipython_extension  # %load_ext nbdeploy
 
