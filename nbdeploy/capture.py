@@ -167,11 +167,14 @@ def _metrics() -> dict:
     "The nbdeploy series of this process's `/metrics` (Prometheus multiprocess mode when BentoML set it up)."
     if os.getpid() in _METRICS: return _METRICS[os.getpid()]
     import prometheus_client as pc  # only now: BentoML's worker has set PROMETHEUS_MULTIPROC_DIR
+    def made(kind, name, doc, labels=(), **kw):
+        try: return kind(name, doc, labels, **kw)
+        except ValueError: return kind(name, doc, labels, registry=None, **kw)  # a second copy of this module
     def gauge(name, doc, labels=(), mode="livemostrecent"):  # the newest value any live worker computed
-        return pc.Gauge(name, doc, labels, registry=None, multiprocess_mode=mode)
-    m = {"records": pc.Counter("nbdeploy_capture_records_total", "Capture records written", registry=None),
-         "dropped": pc.Counter("nbdeploy_capture_dropped_total", "Capture records dropped (queue full, write failed)",
-                               registry=None),
+        return made(pc.Gauge, name, doc, labels, multiprocess_mode=mode)
+    m = {"records": made(pc.Counter, "nbdeploy_capture_records_total", "Capture records written"),
+         "dropped": made(pc.Counter, "nbdeploy_capture_dropped_total",
+                         "Capture records dropped (queue full, write failed)"),
          "depth": gauge("nbdeploy_capture_queue_depth", "Capture records waiting to be written", mode="livesum"),
          "score": gauge("nbdeploy_drift_score", "Drift test statistic per feature", ("feature", "test")),
          "pvalue": gauge("nbdeploy_drift_pvalue", "Drift test p-value per feature", ("feature",)),

@@ -61,7 +61,7 @@ def live(tmp_path_factory):
             except requests.RequestException: pass
             assert p.poll() is None, "the service exited before it was ready"
             time.sleep(0.1)
-        yield url, folder
+        yield url, folder, bento
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         try: p.wait(20)
@@ -74,7 +74,7 @@ def post(url: str, route: str = "/predict", body=None, rid: str | None = None) -
 
 
 def test_request_ids_are_honoured_made_and_checked(live):
-    url, _ = live
+    url, _, _ = live
     test_id = "order-17:a.b_c"
     assert post(url, rid=test_id).headers["X-Request-ID"] == test_id
     made = post(url).headers["X-Request-ID"]
@@ -90,7 +90,7 @@ def test_request_ids_are_honoured_made_and_checked(live):
 
 
 def test_sampling_is_decided_by_the_id(live):
-    url, folder = live
+    url, folder, _ = live
     kept, skipped = ids("s", 12), ids("s", 12, kept=False)
     for rid in kept + skipped: assert post(url, rid=rid).status_code == 200
     got = wait_for(folder, set(kept))
@@ -98,7 +98,7 @@ def test_sampling_is_decided_by_the_id(live):
 
 
 def test_records_have_data_captures_shape_and_no_redacted_field(live):
-    url, folder = live
+    url, folder, _ = live
     three = {"inputs": [ROW, {**ROW, "plan": "max"}, {**ROW, "age": 70, "region": "south"}]}
     a, b, c = ids("shape", 3)
     answers = {a: post(url, "/predict_proba", three, a), b: post(url, "/invocations", three, b),
@@ -130,7 +130,7 @@ def test_records_have_data_captures_shape_and_no_redacted_field(live):
 
 
 def test_bad_input_is_answered_4xx_and_captured_with_its_status(live):
-    url, folder = live
+    url, folder, _ = live
     empty, wrong, broken = ids("bad", 3)
     codes = {empty: post(url, body={"inputs": []}, rid=empty).status_code,
              wrong: post(url, body={"inputs": [{**ROW, "age": "old"}]}, rid=wrong).status_code,
@@ -143,7 +143,7 @@ def test_bad_input_is_answered_4xx_and_captured_with_its_status(live):
 
 
 def test_segments_rotate_by_size(live):
-    url, folder = live
+    url, folder, _ = live
     rids = ids("rot", 16)
     for rid in rids: post(url, rid=rid)
     wait_for(folder, set(rids))
@@ -157,7 +157,7 @@ def test_segments_rotate_by_size(live):
 
 
 def test_metrics_show_the_nbdeploy_series(live):
-    url, folder = live
+    url, folder, bento = live
     rids = ids("metrics", 4)
     for rid in rids: post(url, rid=rid)
     written = len(wait_for(folder, set(rids)))
@@ -171,6 +171,18 @@ def test_metrics_show_the_nbdeploy_series(live):
     assert value["nbdeploy_capture_dropped_total"] == 0 and value["nbdeploy_capture_queue_depth"] >= 0, value
     assert families["nbdeploy_capture_records"].type == "counter"
     assert families["nbdeploy_capture_queue_depth"].type == "gauge"
+    if getattr(nd.packager, "reference", None) is None or nd.packager.reference(bento) is None:
+        print("no reference in the Bento: drift gauges not checked"); return
+    end = time.monotonic() + 15  # with a reference in the Bento, the drift gauges follow within NBDEPLOY_DRIFT_EVERY
+    while "nbdeploy_drift_share" not in value and time.monotonic() < end:
+        time.sleep(0.3)
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        value = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
+    assert 0 <= value["nbdeploy_drift_share"].value <= 1 and value["nbdeploy_drift_window_rows"].value > 0, value
+    assert value["nbdeploy_alert_level"].labels == {"rule": "drift_share"}
+    features = {s.labels["feature"] for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "nbdeploy_drifted"}
+    assert {"age", "plan", "region", "__prediction__"} <= features and "income" not in features, features
 
 
 def test_a_full_queue_drops_and_counts():
