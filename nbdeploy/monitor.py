@@ -196,7 +196,7 @@ def _series(req: pd.DataFrame, bins: int = 60) -> pd.DataFrame:
     "Requests, errors and latency percentiles per time bin (at most `bins` bins), for the latency plot."
     lo, hi = req.time.min(), req.time.max()
     width = max((hi - lo) / bins, pd.Timedelta(seconds=1))
-    g = req.assign(time=lo + ((req.time - lo) // width) * width, errors=req.status >= 500).groupby("time")
+    g = req.assign(time=lo + ((req.time - lo) // width) * width, errors=req.status.fillna(200) >= 500).groupby("time")
     return pd.DataFrame({"requests": g.size(), "errors": g.errors.sum(), "p50_ms": g.latency_ms.median(),
                          "p99_ms": g.latency_ms.quantile(0.99)}).reset_index()
 
@@ -207,7 +207,8 @@ def _traffic(req: pd.DataFrame, # the capture's `requests` frame (`nbdeploy.capt
     t = Traffic(window=window, metrics=metrics)
     if req is None or not len(req): return t
     span = window or max((req.time.max() - req.time.min()).total_seconds(), 1.0)
-    classes = (req.status.astype(int) // 100).astype(str) + "xx"
+    status = req.status.fillna(200).astype(int)  # Data Capture's own records, which have none, were answered
+    classes = (status // 100).astype(str) + "xx"
     t.requests, t.rows, t.rate = len(req), int(req.rows.sum()), len(req) / span
     t.by_status = {k: int(v) for k, v in classes.value_counts().sort_index().items()}
     t.error_rate = t.by_status.get("5xx", 0) / len(req)
@@ -239,7 +240,7 @@ def traffic(self: Monitor, window="1h", # how far back: '15m', '1h', seconds, or
 def _answered_rows(req: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     "The input rows of the requests the service answered (status below 400)."
     if not len(rows) or not len(req): return rows
-    return rows[rows.request_id.isin(req.request_id[req.status < 400])]
+    return rows[rows.request_id.isin(req.request_id[req.status.fillna(200) < 400])]
 
 @patch
 def drift(self: Monitor, window="1h", # how far back: '15m', '1h', seconds, or None for everything
