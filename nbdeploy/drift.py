@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['reference_of', 'DriftReport', 'drift_table']
 
-# %% ../nbs/17_drift.ipynb #ccd3a1e0
+# %% ../nbs/17_drift.ipynb #c4c266e4
 import html
 import json
 import math
@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-# %% ../nbs/17_drift.ipynb #910296f2
+# %% ../nbs/17_drift.ipynb #1f98a4c6
 _PROBS = np.linspace(0, 1, 1001)  # the quantile grid every numeric summary keeps
 _TAILS = np.r_[np.linspace(0, 0.001, 51)[1:-1], np.linspace(0.999, 1, 51)[1:-1]]  # finer in the outer 0.1%s
 _TOP = 100  # categories kept by name; the rest are summed under "__other__"
@@ -24,7 +24,7 @@ _OTHER = "__other__"
 _PRED = "__prediction__"
 _SHARE = 0.5  # Evidently's dataset rule: drifted when at least this share of columns drift
 
-# %% ../nbs/17_drift.ipynb #32666dd8
+# %% ../nbs/17_drift.ipynb #0bccf557
 def _kind(s: pd.Series, prediction: bool = False) -> str | None:
     "Evidently 0.7's type of column `s`: 'numeric', 'categorical', or None (datetimes: not compared)."
     name = s.dtype.name
@@ -34,7 +34,7 @@ def _kind(s: pd.Series, prediction: bool = False) -> str | None:
         return "categorical" if prediction or s.nunique() <= 10 else "numeric"
     return "categorical"
 
-# %% ../nbs/17_drift.ipynb #70de61f1
+# %% ../nbs/17_drift.ipynb #1eb7ba15
 def _numeric(s) -> np.ndarray:
     "The finite values of `s` as float64 (nulls and infinities dropped, as Evidently does)."
     a = pd.to_numeric(pd.Series(s), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -45,7 +45,7 @@ def _labels(s: pd.Series) -> pd.Series:
     if s.dtype.kind == "f": s = s.replace([-np.inf, np.inf], np.nan)
     return s.dropna()
 
-# %% ../nbs/17_drift.ipynb #8892ac1b
+# %% ../nbs/17_drift.ipynb #f8a3aa67
 def _sorted_quantiles(a: np.ndarray, probs: np.ndarray = _PROBS) -> np.ndarray:
     "np.quantile's (linear) quantiles of the already sorted array `a`, without sorting it again."
     pos = probs * (len(a) - 1)
@@ -53,10 +53,16 @@ def _sorted_quantiles(a: np.ndarray, probs: np.ndarray = _PROBS) -> np.ndarray:
     hi = np.minimum(lo + 1, len(a) - 1)
     return a[lo] + (a[hi] - a[lo]) * (pos - lo)
 
+def _key(v) -> str:
+    "A value's name in a summary's counts: `str(v)`, with integral floats named as ints (JSON turns 3 into 3.0)."
+    if isinstance(v, (float, np.floating)) and float(v).is_integer(): return str(int(v))
+    return str(v)
+
 def _counts(s: pd.Series, top: int = _TOP) -> dict:
-    "`{str(value): count}` of the `top` commonest values of `s`, the rest summed under '__other__'."
+    "`{name: count}` of the `top` commonest values of `s`, the rest summed under '__other__'."
     vc = s.value_counts()
-    out = {str(k): int(v) for k, v in vc.iloc[:top].items()}
+    out = {}
+    for k, v in vc.iloc[:top].items(): out[_key(k)] = out.get(_key(k), 0) + int(v)
     if len(vc) > top: out[_OTHER] = int(vc.iloc[top:].sum())
     return out
 
@@ -94,7 +100,7 @@ def reference_of(
         out["rows"] = json.loads(sample.to_json(orient="records", date_format="iso"))
     return out
 
-# %% ../nbs/17_drift.ipynb #7e3a885a
+# %% ../nbs/17_drift.ipynb #4e9e9574
 def _choose(n_ref: int, n_values: int, kind: str) -> str:
     "Evidently 0.7's default test (`_get_default_stattest`) for a column."
     if n_ref <= 1000:
@@ -103,7 +109,7 @@ def _choose(n_ref: int, n_values: int, kind: str) -> str:
     if kind == "numeric" and n_values > 5: return "wasserstein"
     return "jensenshannon"
 
-# %% ../nbs/17_drift.ipynb #2b02eeb2
+# %% ../nbs/17_drift.ipynb #de69443a
 def _ks_raw(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     "Two-sample KS statistic and p-value: `scipy.stats.ks_2samp(ref, cur)`, Evidently's 'ks'."
     from scipy.stats import ks_2samp
@@ -115,7 +121,7 @@ def _wasserstein_raw(ref: np.ndarray, cur: np.ndarray) -> float:
     from scipy.stats import wasserstein_distance
     return float(wasserstein_distance(ref, cur) / max(float(np.std(ref)), 0.001))
 
-# %% ../nbs/17_drift.ipynb #d0a3aee6
+# %% ../nbs/17_drift.ipynb #75f7b3e5
 def _grid(ref: dict) -> tuple[np.ndarray, np.ndarray]:
     "The summary's probabilities and quantiles, the finer tail ones merged in."
     p, q = _PROBS, np.asarray(ref["quantiles"], dtype=float)
@@ -190,7 +196,7 @@ def _wasserstein_sorted(ref: dict, cur: np.ndarray) -> float:
     area = np.where(cross, (g0 * g0 + g1 * g1) / np.maximum(a0 + a1, 1e-300) / 2, (a0 + a1) / 2) * np.diff(at)
     return float(area.sum() / max(ref["std"], 0.001))
 
-# %% ../nbs/17_drift.ipynb #bbb2262d
+# %% ../nbs/17_drift.ipynb #78219372
 def _chisquare(ref: dict, cur: dict) -> tuple[float, float]:
     "Chi-squared statistic and p-value of current counts against reference counts: Evidently's 'chisquare'."
     from scipy.stats import chisquare
@@ -227,7 +233,7 @@ def _jensenshannon(ref: dict, cur: dict) -> float:
     return float(jensenshannon(np.array([ref.get(k, 0) / n1 for k in keys]),
                                np.array([cur.get(k, 0) / n2 for k in keys])))
 
-# %% ../nbs/17_drift.ipynb #397666f5
+# %% ../nbs/17_drift.ipynb #3213b66f
 def _row(column: str, kind: str, n_ref: int, n_cur: int, **kw) -> dict:
     "One row of the drift table, with NaN for what could not be computed."
     nan = float("nan")
@@ -279,7 +285,7 @@ def _categorical_row(column: str, ref, cur: pd.Series, alpha: float, threshold: 
     else:
         cc = {}
         for k, v in cur.value_counts().items():
-            key = str(k) if str(k) in rc or _OTHER not in rc else _OTHER
+            key = _key(k) if _key(k) in rc or _OTHER not in rc else _OTHER
             cc[key] = cc.get(key, 0) + int(v)
     n, m = sum(rc.values()), sum(cc.values())
     if not n or not m: return _row(column, "categorical", n, m)
@@ -300,7 +306,7 @@ def _column(column: str, kind: str, ref, cur: pd.Series, alpha: float, threshold
     return _categorical_row(column, _labels(ref) if isinstance(ref, pd.Series) else ref, _labels(cur), alpha,
                             threshold)
 
-# %% ../nbs/17_drift.ipynb #ebb716e6
+# %% ../nbs/17_drift.ipynb #b63234dc
 class DriftReport:
     "Per-column drift (Evidently's test and our two-gate flag), the prediction's drift and a dataset verdict."
     def __init__(self,
@@ -360,7 +366,7 @@ def _html(r: DriftReport) -> str:
     return (f"<div><b>Drift: {verdict}</b> (share {r.share:.2f}; p &lt; {r.alpha} and effect &ge; "
             f"{r.threshold})<table><tr>{head}</tr>{''.join(lines)}</table></div>")
 
-# %% ../nbs/17_drift.ipynb #af70f88c
+# %% ../nbs/17_drift.ipynb #efe78bd6
 def drift_table(
     reference,  # a `reference_of` summary, or the raw reference DataFrame (then the numbers equal Evidently's)
     current: pd.DataFrame,  # the rows to compare
