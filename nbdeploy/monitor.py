@@ -358,9 +358,9 @@ def performance(self: Monitor, y_true=None, # new labels to store first (with `i
     return self._performance_of(frames(self.records(window))[1])
 
 @patch
-def _performance_of(self: Monitor, rows: pd.DataFrame) -> Performance:
-    "`performance` on captured rows already read."
-    labels = self._labels()
+def _performance_of(self: Monitor, rows: pd.DataFrame, labels: pd.DataFrame | None = None) -> Performance:
+    "`performance` on captured rows (and labels) already read."
+    labels = self._labels() if labels is None else labels
     if not len(labels) or not len(rows): return Performance()
     j = rows.merge(labels, on=["request_id", "row"])
     if not len(j): return Performance()
@@ -439,7 +439,9 @@ def _measure(self: Monitor, window="1h") -> dict:
     tr = _traffic(req, _seconds(window), self._metrics())
     try: dr = self._drift_of(req, rows, window)
     except InputError: dr = None  # no reference, or no rows in the window
-    perf = self._performance_of(rows if window is None else frames(self.records(None))[1])
+    labels = self._labels()  # read every captured row again only when there are labels to join
+    perf = self._performance_of(rows if window is None else frames(self.records(None))[1], labels) if len(labels) \
+        else Performance()
     m = tr.metrics or {}
     facts = {"latency_p99_ms": tr.p99_ms if tr.requests else m.get("p99_ms"),
              "error_rate": tr.error_rate if tr.requests else m.get("error_rate"),
