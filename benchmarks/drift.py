@@ -6,7 +6,8 @@ The data: 16 numeric columns (normal at various scales, two lognormal, one integ
 (3 to 12 categories). The reference is `--rows` rows; nbdeploy compares against its `reference_of` sketch (and,
 for speed, against the raw frame too). Evidently 0.7 does not import with pandas 3, so its half runs in a
 separate interpreter (see benchmarks/requirements-evidently.txt) through benchmarks/evidently_drift.py, on the
-same data (same generator, same seeds). The simulated figures use a 100,000-row reference for both tools.
+same data (same generator, same seeds). The simulated figures use a 100,000-row reference for both tools, and
+again a 1,000-row one (raw rows for both), where Evidently's default tests are p-values.
 """
 import argparse
 import json
@@ -23,6 +24,7 @@ import pandas as pd
 SHIFT = 0.25  # the mean shift, in standard deviations of the shifted column (x0)
 WINDOW = 2000  # current rows per simulated window
 SIM_REF = 100_000  # reference rows for the simulated figures
+SMALL_REF = 1000  # a small reference, where Evidently switches to p-value tests (KS, chi-squared, Z)
 
 
 def frame(n: int, seed: int) -> pd.DataFrame:
@@ -82,13 +84,22 @@ def ours(rows: int, windows: int) -> dict:
     out["false_alarm_any"] = float(np.mean([a.table["drifted"].any() for a in alarms]))
     out["false_alarm_dataset"] = float(np.mean([a.drifted for a in alarms]))
     out["false_alarm_feature"] = float(np.mean([a.table["drifted"].mean() for a in alarms]))
+    small = frame(SMALL_REF, 0)  # the raw rows: with 1,000 of them Evidently's tests are p-values
+    out["small_power"] = float(np.mean([
+        bool(drift.drift_table(small, shifted(WINDOW, 1000 + w)).table.set_index("column").loc["x0", "drifted"])
+        for w in range(windows)]))
+    alarms = [drift.drift_table(small, frame(WINDOW, 5000 + w)) for w in range(windows)]
+    out["small_false_alarm_any"] = float(np.mean([a.table["drifted"].any() for a in alarms]))
+    out["small_false_alarm_dataset"] = float(np.mean([a.drifted for a in alarms]))
+    out["small_evidently_rule_false_alarm_any"] = float(np.mean([a.table["evidently_drifted"].any() for a in alarms]))
     return out
 
 
-def evidently(python: str, rows: int, windows: int) -> dict:
+def evidently(python: str, rows: int, windows: int, parts: str = "speed,sim,small") -> dict:
     "Evidently's figures, from benchmarks/evidently_drift.py run by `python`."
     here = os.path.dirname(os.path.abspath(__file__))
-    cmd = [python, os.path.join(here, "evidently_drift.py"), "--rows", str(rows), "--windows", str(windows)]
+    cmd = [python, os.path.join(here, "evidently_drift.py"), "--rows", str(rows), "--windows", str(windows),
+           "--parts", parts]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=here)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -100,12 +111,14 @@ def main(argv=None):
     ap.add_argument("--evidently-python", default=None)
     ap.add_argument("--evidently-rows", type=int, default=None, help="Evidently's speed rows (default --rows)")
     ap.add_argument("--evidently-windows", type=int, default=None, help="Evidently's windows (default --windows)")
+    ap.add_argument("--evidently-parts", default="speed,sim,small", help="which of Evidently's figures to run")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}",
            "rows": a.rows, "windows": a.windows, "nbdeploy": ours(a.rows, a.windows)}
     if a.evidently_python:
-        res["evidently"] = evidently(a.evidently_python, a.evidently_rows or a.rows, a.evidently_windows or a.windows)
+        res["evidently"] = evidently(a.evidently_python, a.evidently_rows or a.rows, a.evidently_windows or a.windows,
+                                     a.evidently_parts)
     print(json.dumps(res, indent=1))
     if a.out:
         with open(a.out, "w") as f: json.dump(res, f, indent=1)

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from drift import SIM_REF, WINDOW, frame, shifted  # benchmarks/drift.py: numpy and pandas only at import
+from drift import SIM_REF, SMALL_REF, WINDOW, frame, shifted  # benchmarks/drift.py: numpy and pandas only at import
 
 
 def run(ref, cur) -> tuple[dict, bool]:
@@ -35,30 +35,44 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--windows", type=int, default=200)
+    ap.add_argument("--parts", default="speed,sim,small")
     a = ap.parse_args()
+    parts = a.parts.split(",")
     warnings.filterwarnings("ignore")
     import evidently
     out = {"version": evidently.__version__, "rows": a.rows, "windows": a.windows}
-    ref, cur = frame(a.rows, 0), frame(a.rows, 1)
-    run(ref.iloc[:2000], cur.iloc[:1000])  # imports, once
+    run(frame(2000, 0), frame(1000, 1))  # imports, once
+    if "speed" in parts: out.update(speed(a.rows))
+    if "sim" in parts: out.update(simulate(frame(SIM_REF, 0), a.windows))
+    if "small" in parts: out.update({f"small_{k}": v for k, v in simulate(frame(SMALL_REF, 0), a.windows).items()})
+    print(json.dumps(out))
+
+
+def speed(rows: int) -> dict:
+    "Time (and memory) of one Report on `rows` current rows against `rows` reference rows."
+    out = {}
+    ref, cur = frame(rows, 0), frame(rows, 1)
     t = time.perf_counter()
     flags, _ = run(ref, cur)
     out["speed_s"] = time.perf_counter() - t
     out["big_n_flagged"] = int(sum(flags.values()))
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if a.rows <= 200_000:
+    if rows <= 200_000:
         tracemalloc.start()
         run(ref, cur)
         out["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    del ref, cur
-    sim = frame(SIM_REF, 0)
-    out["power"] = float(np.mean([run(sim, shifted(WINDOW, 1000 + w))[0]["x0"] for w in range(a.windows)]))
-    alarms = [run(sim, frame(WINDOW, 5000 + w)) for w in range(a.windows)]
+    return out
+
+
+def simulate(ref, windows: int) -> dict:
+    "Detection power of the shift in x0 and false alarms, over `windows` windows each."
+    out = {"power": float(np.mean([run(ref, shifted(WINDOW, 1000 + w))[0]["x0"] for w in range(windows)]))}
+    alarms = [run(ref, frame(WINDOW, 5000 + w)) for w in range(windows)]
     out["false_alarm_any"] = float(np.mean([any(f.values()) for f, _ in alarms]))
     out["false_alarm_dataset"] = float(np.mean([d for _, d in alarms]))
     out["false_alarm_feature"] = float(np.mean([np.mean(list(f.values())) for f, _ in alarms]))
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
