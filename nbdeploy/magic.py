@@ -17,7 +17,8 @@ from IPython.display import display
 from .actions import act
 from .deployer import Deployment, deployments
 from .errors import CheckFailed, NbdeployError
-from .faces import deploy_names
+from .faces import deploy_names, summary_text, window_arg
+from .monitor import monitor
 from .progress import in_notebook
 from .widgets import card
 
@@ -26,8 +27,9 @@ _USAGE = """usage:
   %deploy MODEL --name NAME [--target TARGET] [--test X_TEST Y_TEST] [--sample X_TRAIN]
           [--sensitive COL [COL ...]] [--force]
   %deploy status [NAME] | %deploy rollback NAME | %deploy stop NAME | %deploy logs NAME
+  %deploy monitor NAME [--window 1h] [--version V]
   %%deploy  (cell body: YAML with keys model, name, target, test, sample, sensitive, force)"""
-_ACTIONS = ("status", "rollback", "stop", "logs")
+_ACTIONS = ("status", "rollback", "stop", "logs", "monitor")
 _YAML_KEYS = {"model", "name", "target", "test", "X_test", "y_test", "sample", "sensitive", "force"}
 
 class _ArgError(Exception):
@@ -96,8 +98,27 @@ def _show(dep) -> None:
     if in_notebook(): display(card(dep))
     else: print(repr(dep))
 
+def _monitor_parser() -> _Parser:
+    "The parser of `%deploy monitor NAME ...`."
+    p = _Parser(prog="%deploy monitor", add_help=False)
+    p.add_argument("name")
+    p.add_argument("--window", default="1h")
+    p.add_argument("--version", type=int)
+    return p
+
+def _run_monitor(args: list):
+    "`%deploy monitor NAME [--window W] [--version V]`: the `Monitor`; its summary printed outside a notebook."
+    try: a = _monitor_parser().parse_args(args)
+    except (_ArgError, ValueError) as e: raise _usage_error(str(e)) from None
+    m = monitor(a.name, a.version)
+    m.window = window_arg(a.window)  # the window its display shows
+    summary = m.summary(window=m.window)  # a bad window is refused here, in a notebook too
+    if not in_notebook(): print(summary_text(summary))
+    return m
+
 def _run_action(action: str, args: list):
-    "`%deploy status|rollback|stop|logs ...`: the ledger table, or the `Deployment` acted on (None after stop, logs)."
+    "`%deploy status|rollback|stop|logs|monitor ...`: a table, a `Deployment` or `Monitor`, or None (stop, logs)."
+    if action == "monitor": return _run_monitor(args)
     if action == "status" and not args:
         return deployments()[["name", "version", "target", "status", "url", "verdict", "updated_at"]]
     if len(args) != 1:
@@ -118,7 +139,7 @@ class DeployMagics(Magics):
     "`%deploy` and `%%deploy`."
     @line_cell_magic
     def deploy(self, line: str, cell: str | None = None):
-        "Deploy a model from the notebook, or show, roll back or stop deployments. `%deploy?` for the usage."
+        "Deploy a model from the notebook, or show, roll back, stop or monitor deployments. `%deploy?` for the usage."
         words = shlex.split(line) if cell is None else []
         try:
             if words[:1] and words[0] in _ACTIONS: return _run_action(words[0], words[1:])
@@ -129,7 +150,8 @@ class DeployMagics(Magics):
         _show(dep)
         return dep
 
-DeployMagics.deploy.__doc__ = f"Deploy a model from the notebook, or show, roll back or stop deployments.\n\n{_USAGE}"
+DeployMagics.deploy.__doc__ = (f"Deploy a model from the notebook, or show, roll back, stop or monitor deployments."
+                               f"\n\n{_USAGE}")
 
 def load_ipython_extension(ipython) -> None:
     "`%load_ext nbdeploy`: register the `%deploy` and `%%deploy` magics."

@@ -8,6 +8,7 @@ __all__ = ['NbdeployHandler', 'DeploymentsHandler', 'LogsHandler', 'ActionHandle
 # %% ../nbs/73_server.ipynb #361b3972
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import tornado.web
@@ -19,6 +20,7 @@ from jupyter_server.utils import url_path_join
 from .actions import act, deployments_json
 from .config import home
 from .errors import InputError, NbdeployError, NotFoundError
+from .monitor import monitor
 
 # %% ../nbs/73_server.ipynb #d91225bb
 def _version(handler) -> int | None:
@@ -35,6 +37,29 @@ def _error_status(e: NbdeployError) -> int:
     "The HTTP status for an error nbdeploy raised: 404 not found, 400 bad input, 409 anything else refused."
     return next((s for cls, s in _STATUS.items() if isinstance(e, cls)), 409)
 
+# %% ../nbs/73_server.ipynb #2d28d790
+_LIVE = ("serving", "unhealthy")  # the statuses of a version in service, whose health the listing shows
+_HEALTH_WINDOW = "15m"  # how far back a row's health looks
+
+def _health(row: dict) -> dict:
+    "`health` and `health_error` of one row: `Monitor.health` if it is in service, else null; never raises."
+    if row["status"] not in _LIVE: return {"health": None, "health_error": None}
+    try:
+        health = monitor(row["name"], row["version"]).health(_HEALTH_WINDOW)
+        return {"health": {**health, "window": _HEALTH_WINDOW}, "health_error": None}
+    except Exception as e: return {"health": None, "health_error": f"{type(e).__name__}: {e}"[:500]}
+
+def _with_health(rows: list[dict], # rows of `deployments_json`
+                 seconds: float = 5.0, # the most the listing waits for the rows' health
+                ) -> list[dict]:
+    "The rows, each with `health` and `health_error`, asked in parallel; a row out of time says so."
+    pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(rows))), thread_name_prefix="nbdeploy-health")
+    futures = [pool.submit(_health, r) for r in rows]
+    wait(futures, timeout=seconds)
+    pool.shutdown(wait=False, cancel_futures=True)
+    late = {"health": None, "health_error": f"the monitor took longer than {seconds:g} s"}
+    return [{**r, **(f.result() if f.done() else late)} for r, f in zip(rows, futures)]
+
 # %% ../nbs/73_server.ipynb #2769ad25
 _AUTH_RESOURCE = "nbdeploy"
 
@@ -49,12 +74,12 @@ class NbdeployHandler(APIHandler):
         self.finish(json.dumps(out, default=str))
 
 class DeploymentsHandler(NbdeployHandler):
-    "`GET /nbdeploy/deployments`: the ledger, each row with the actions that apply to it."
+    "`GET /nbdeploy/deployments`: the ledger, each row with the actions that apply to it and its health."
     @tornado.web.authenticated
     @authorized("read")
     async def get(self):
         name = self.get_query_argument("name", None)
-        await self.answer(lambda: {"deployments": deployments_json(name)})
+        await self.answer(lambda: {"deployments": _with_health(deployments_json(name))})
 
 class LogsHandler(NbdeployHandler):
     "`GET /nbdeploy/deployments/NAME/logs`: the last lines of a version's server log."

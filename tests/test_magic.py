@@ -68,6 +68,10 @@ def test_deploy_status_rollback_stop(ip, capsys):
     assert back.version == dep.version and back.status() == "serving"
     assert "serving" in (run(ip, "%deploy status magic-iris"), capsys.readouterr().out)[1]
     assert run(ip, "%deploy logs magic-iris").success and "magic-iris" in capsys.readouterr().out  # BentoServer's lines
+    r = run(ip, "%deploy monitor magic-iris --window 1h")  # the Monitor; its summary printed outside a notebook
+    assert r.success and type(r.result).__name__ == "Monitor", r.error_in_exec
+    assert capsys.readouterr().out.startswith(f"magic-iris v{dep.version} over 1h")
+    assert type(run(ip, "%deploy monitor magic-iris --window soon").error_in_exec).__name__ == "UsageError"
     assert run(ip, "%deploy stop magic-iris").success and "stopped magic-iris" in capsys.readouterr().out
     assert nd.deployment("magic-iris", dep.version).status() == "stopped"
 

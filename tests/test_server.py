@@ -1,11 +1,15 @@
 """The server extension's endpoints on a real `jupyter server` (127.0.0.1): with a token, without one, XSRF, a row whose
-live check fails, and a read-only authorizer."""
+live check fails, a read-only authorizer, and the health of a live deployment in its row."""
 import json
 import os
+import time
 
 import pytest
 import requests
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
+import nbdeploy as nd
 from nbdeploy import ledger
 from nbdeploy.config import free_port
 from tests.conftest import ARTIFACTS
@@ -147,3 +151,35 @@ def test_cookie_session_needs_xsrf(server):
     assert s.post(f"{url}/nbdeploy/deployments/no-such/stop", timeout=30).status_code == 403
     r = s.post(f"{url}/nbdeploy/deployments/no-such/stop", headers={"X-XSRFToken": s.cookies.get("_xsrf")}, timeout=30)
     assert r.status_code == 404          # past authentication and XSRF: the API's own answer
+
+
+HEALTH_KEYS = {"requests", "rate", "error_rate", "p99_ms", "drift", "drift_share", "alert"}
+
+
+def test_a_live_row_carries_its_health_and_the_others_none(server):
+    "A real local deployment, a few requests: its row's `health` is Monitor.health; a retired row's is null."
+    url, token = server
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    dep = nd.deploy(LogisticRegression(max_iter=500).fit(X, y), name="srv-health", sample=X)
+    try:
+        rows = X.head(2).to_dict(orient="records")
+        for i in range(5):
+            r = requests.post(f"{dep.url}/predict", json={"inputs": rows}, headers={"X-Request-ID": f"srv-h-{i}"},
+                              timeout=30)
+            assert r.status_code == 200 and r.headers["X-Request-ID"] == f"srv-h-{i}", r.text[:300]
+        end, row = time.monotonic() + 30, None
+        while time.monotonic() < end:  # the capture lands off the request path: poll the listing
+            got = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-health"},
+                               headers={"Authorization": f"token {token}"}, timeout=30)
+            assert got.status_code == 200, got.text[:500]
+            row = got.json()["deployments"][0]
+            if (row["health"] or {}).get("requests", 0) >= 5: break
+            time.sleep(0.3)
+        assert row["health_error"] is None and HEALTH_KEYS <= set(row["health"]), row
+        h = row["health"]
+        assert h["requests"] == 5 and h["error_rate"] == 0 and h["p99_ms"] > 0 and h["alert"] in ("ok", "warn"), h
+        assert h["drift"] in ("ok", "drifted", None), h
+    finally: dep.stop()
+    got = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-health"},
+                       headers={"Authorization": f"token {token}"}, timeout=30).json()["deployments"]
+    assert [(r["status"], r["health"], r["health_error"]) for r in got] == [("stopped", None, None)]

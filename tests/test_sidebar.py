@@ -2,7 +2,8 @@
 
 Opens a notebook with a fitted model, opens the nbdeploy panel from the command palette, picks the model and
 its test data, deploys (twice), follows the progress bar, checks the verdict badge, the URL and its copy button,
-the deployments list (grouped by name, only the serving version expanded, only the actions the API lists), opens
+the deployments list (grouped by name, only the serving version expanded, only the actions the API lists, the
+serving version's health line: rate, errors, p99 and the drift verdict, once it has had traffic), opens
 the readiness report in a main-area tab, calls the endpoint, rolls back and stops from the panel. It asserts
 through the DOM that the panel takes its colours from JupyterLab's theme variables in the light and the dark
 theme, and saves screenshots of both to tests/artifacts/.
@@ -196,11 +197,23 @@ def test_deploy_rollback_stop_from_the_sidebar(lab, page):
     assert page.inner_text(f"{row(1)} .nbdeploy-status") == "retired"
     assert_actions_as_the_api_says(page, lab)
 
+    # the version in service shows its health (Monitor.health, in the server's rows) once it has had traffic
+    assert all(answers(url2) for _ in range(5))
+    health = f"{row(2)} .nbdeploy-health"
+    page.wait_for_selector(f"{health}[data-drift] .nbdeploy-health-stat[data-stat='p99']", timeout=60_000)
+    text = page.inner_text(health)
+    assert "req/s" in text and "% errors" in text and "p99 " in text and " ms" in text, text
+    assert page.locator(f"{health} .nbdeploy-drift").count() == 1, text
+    assert page.get_attribute(health, "data-drift") in ("ok", "drifted", "n/a")
+    assert page.locator(f"{row(1)} .nbdeploy-health").count() == 0  # a retired version has none
+    assert next(d for d in api_rows(lab) if d["version"] == 2)["health"]["requests"] >= 5
+
     # the light theme: the panel's colours are the theme's variables
     light_bg = assert_themed(page, "#nbdeploy-deploy-section .nbdeploy-form", "background-color", "--jp-layout-color1")
     assert_themed(page, "#nbdeploy-deploy-section .nbdeploy-form", "color", "--jp-ui-font-color1")
     assert_themed(page, f"{row(2)} .nbdeploy-status", "background-color", "--jp-success-color1")
     assert_themed(page, f"{GROUP} .nbdeploy-group-header", "background-color", "--jp-layout-color2")
+    assert_themed(page, f"{row(2)} .nbdeploy-health", "color", "--jp-ui-font-color2")
     shot(page, "2-light")
 
     # the readiness report in a main-area tab, its text in a sandboxed frame
