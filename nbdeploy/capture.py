@@ -12,11 +12,10 @@ import hashlib
 import json
 import logging
 import os
-import queue
+import random
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,11 +27,12 @@ _log = logging.getLogger("bentoml.nbdeploy")  # a child of BentoML's logger, so 
 
 # %% ../nbs/20_capture.ipynb #7fbaccce
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_V4 = (0xF000 << 64) | (0xC000 << 48), (0x4000 << 64) | (0x8000 << 48)  # a uuid4's version and variant bits
 
 def request_id(given: str | None = None # the caller's `X-Request-ID`, if it sent one
               ) -> str | None:
     "The request's id: `given` if it is a valid one, a new uuid4 hex if there is none, None if `given` is invalid."
-    if given is None: return uuid.uuid4().hex
+    if given is None: return f"{random.getrandbits(128) & ~_V4[0] | _V4[1]:032x}"  # an id, not a secret: no urandom
     return given if _ID.fullmatch(given) else None
 
 # %% ../nbs/20_capture.ipynb #51e5d7af
@@ -89,24 +89,25 @@ def _redacted_input(body: bytes, # the request body, as received
 # %% ../nbs/20_capture.ipynb #c6b18d83
 def _iso(t: float) -> str:
     "Epoch seconds as Data Capture's `inferenceTime`: UTC, microseconds, a Z."
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 def _version(v):
     "A deployment version as recorded: an int when it is one."
     return int(v) if isinstance(v, str) and v.isdigit() else v
 
+_LINE = ('{"captureData":{"endpointInput":{"observedContentType":"application/json","mode":"INPUT","data":%s,'
+         '"encoding":"JSON"},"endpointOutput":{"observedContentType":"application/json","mode":"OUTPUT","data":%s,'
+         '"encoding":"JSON"}},"eventMetadata":{"eventId":%s,"inferenceTime":"%s"},"eventVersion":"0","nbdeploy":%s}\n')
+
 def _record(rid: str, route: str, status: int, started: float, latency_ms: float, body: bytes, answer: bytes,
-            deployment: dict, redact: list) -> tuple[dict, dict | None]:
-    "One capture record in Data Capture's shape plus the `nbdeploy` fields, and the parsed (redacted) request."
+            deployment: dict, redact: list) -> tuple[bytes, dict | None]:
+    "One capture record (a JSON line in Data Capture's shape plus the `nbdeploy` fields) and the parsed request."
     data, text, rows = _redacted_input(body, redact)
-    part = lambda mode, d: {"observedContentType": "application/json", "mode": mode, "data": d, "encoding": "JSON"}
-    rec = {"captureData": {"endpointInput": part("INPUT", text),
-                           "endpointOutput": part("OUTPUT", answer.decode("utf-8", "replace"))},
-           "eventMetadata": {"eventId": rid, "inferenceTime": _iso(started)}, "eventVersion": "0",
-           "nbdeploy": {"deployment": deployment.get("name"), "version": _version(deployment.get("version")),
-                        "route": route, "status": status, "latency_ms": round(latency_ms, 3), "rows": rows,
-                        "redacted": list(redact)}}
-    return rec, data
+    ours = {"deployment": deployment.get("name"), "version": _version(deployment.get("version")), "route": route,
+            "status": status, "latency_ms": round(latency_ms, 3), "rows": rows, "redacted": list(redact)}
+    d = json.dumps  # the record's fixed shape is a template: only its values are encoded
+    line = _LINE % (d(text), d(answer.decode("utf-8", "replace")), d(rid), _iso(started), d(ours))
+    return line.encode(), data
 
 # %% ../nbs/20_capture.ipynb #c7baf858
 class _Segments:
@@ -198,22 +199,20 @@ def _outputs(answer) -> tuple[list | None, list | None]:
     return None, None
 
 # %% ../nbs/20_capture.ipynb #123acf5b
-_STOP = object()
-
 class Capture:
     "One worker process's capture: sampling, a bounded queue, and the one thread that writes records and gauges."
     def __init__(self, config: dict, # from `settings`
                  deployment: dict | None = None, # {"name", "version"} of the deployment served
                  reference=None, # the Bento's reference (a `drift.reference_of` dict, or the path of its JSON)
-                 tick: float = 0.5, # the longest the writer waits for a record before it looks at the clock
+                 tick: float = 0.2, # seconds the writer sleeps between batches
                 ):
         self.config, self.deployment, self.reference, self.tick = config, deployment or {}, reference, tick
-        self.fraction, self.redact = config["fraction"], list(config["redact"])
-        self.queue = queue.Queue(config["queue"])
-        self.dropped = self.written = 0
-        self.window = deque(maxlen=config["drift_window"])  # (input row, prediction) of answered requests
+        self.fraction, self.redact, self.size = config["fraction"], list(config["redact"]), config["queue"]
+        self.queue = deque()  # bounded by `offer`; append and popleft are atomic, so it needs no lock
+        self.dropped = self.written = self.window_rows = 0
+        self.window = deque()  # (input rows, answer) of answered requests, the newest `drift_window` rows
         self.pid = self.thread = self.metrics = self.last_drift = None
-        self.drift_failed = False
+        self.stopping, self.drift_failed = threading.Event(), False
 
     @property
     def on(self) -> bool:
@@ -239,59 +238,54 @@ class Capture:
 
     def offer(self, item: tuple) -> bool:
         "Queue one exchange for the writer without ever waiting: False (and counted as dropped) when the queue is full."
-        try: self.queue.put_nowait(item); return True
-        except queue.Full:
-            self.dropped += 1
-            if self.metrics: self.metrics["dropped"].inc()
-            return False
+        if len(self.queue) < self.size: self.queue.append(item); return True
+        self.dropped += 1
+        if self.metrics: self.metrics["dropped"].inc()
+        return False
 
     def stop(self, timeout: float = 2.0) -> None:
         "Write what is queued and stop the writer thread."
         if self.thread is None or not self.thread.is_alive(): return
-        try: self.queue.put(_STOP, timeout=timeout)
-        except queue.Full: return
+        self.stopping.set()
         self.thread.join(timeout)
 
     def run(self) -> None:
-        "The writer thread: take what is queued in batches, write it, and keep the gauges current."
-        while True:
-            try: batch = [self.queue.get(timeout=self.tick)]
-            except queue.Empty: batch = []
-            while batch and len(batch) < 1000:
-                try: batch.append(self.queue.get_nowait())
-                except queue.Empty: break
-            stop = _STOP in batch
-            try: self.write([b for b in batch if b is not _STOP])
-            except Exception:
-                _log.exception("nbdeploy could not write %d capture records", len(batch))
-                self.dropped += len(batch)
-                if self.metrics: self.metrics["dropped"].inc(len(batch))
+        "The writer thread: every `tick`, write what is queued (in batches) and keep the gauges current."
+        while True:  # it sleeps rather than waits on the queue: a request never wakes it
+            stopping = self.stopping.wait(self.tick)
+            while self.queue:
+                batch = [self.queue.popleft() for _ in range(min(1000, len(self.queue)))]
+                try: self.write(batch)
+                except Exception:
+                    _log.exception("nbdeploy could not write %d capture records", len(batch))
+                    self.dropped += len(batch)
+                    if self.metrics: self.metrics["dropped"].inc(len(batch))
             self.gauges()
-            if stop: self.segments.close(); return
+            if stopping: self.segments.close(); return
 
     def write(self, batch: list) -> None:
         "Turn queued exchanges into records, write them in one go, and keep answered rows for drift."
-        if not batch: return
-        lines = []
+        lines, keep = [], self.reference is not None and self.config["drift_window"] > 0
         for rid, route, status, started, latency_ms, body, answer in batch:
-            rec, data = _record(rid, route, status, started, latency_ms, body, answer, self.deployment, self.redact)
-            lines.append(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
-            if status < 400 and self.config["drift_window"] > 0: self.keep(data, answer)
+            line, data = _record(rid, route, status, started, latency_ms, body, answer, self.deployment, self.redact)
+            lines.append(line)
+            if keep and status < 400: self.keep(data, answer)
         self.segments.write(lines)
         self.written += len(lines)
         if self.metrics: self.metrics["records"].inc(len(lines))
 
     def keep(self, data, answer: bytes) -> None:
-        "Add an answered request's (redacted) input rows and predictions to the drift window."
+        "Add an answered request's (redacted) input rows to the drift window; its answer is parsed only when needed."
         rows = data.get("inputs") if isinstance(data, dict) else None
-        preds = _outputs(answer)[0]
-        if isinstance(rows, list) and preds is not None and len(preds) == len(rows):
-            self.window.extend(zip(rows, preds))
+        if not isinstance(rows, list) or not rows: return
+        self.window.append((rows, answer)); self.window_rows += len(rows)
+        while self.window_rows - len(self.window[0][0]) >= self.config["drift_window"]:
+            self.window_rows -= len(self.window.popleft()[0])
 
     def gauges(self) -> None:
         "Update the queue gauge and, every `drift_every` seconds, the drift gauges."
         if self.metrics is None: return
-        self.metrics["depth"].set(self.queue.qsize())
+        self.metrics["depth"].set(len(self.queue))
         now = time.monotonic()
         if self.last_drift is not None and now - self.last_drift < self.config["drift_every"]: return
         self.last_drift = now
@@ -307,16 +301,25 @@ class Capture:
             self.reference = json.loads(Path(self.reference).read_text())
         return self.reference
 
+    def current(self) -> tuple[pd.DataFrame, np.ndarray | None]:
+        "The drift window: its newest `drift_window` input rows and their predictions (None if some answer lacks them)."
+        rows, preds = [], []
+        for x, answer in self.window:
+            rows.extend(x)
+            p = _outputs(answer)[0] if preds is not None else None
+            preds = preds + p if p is not None and len(p) == len(x) else None
+        n = self.config["drift_window"]
+        return pd.DataFrame(rows[-n:]), None if preds is None else np.asarray(preds[-n:])
+
     def drift_gauges(self) -> None:
         "Drift of the window against the reference, into the `nbdeploy_drift_*` and alert gauges."
         drift, ref = _drift_module(), self.reference_summary()
         if drift is None or not ref: return
-        rows, preds = zip(*self.window)
-        current = pd.DataFrame(list(rows))
+        current, preds = self.current()
         cols = [c for c in ref["columns"] if c in current.columns]  # redacted fields are not in the window
         if not cols: return
         ref = {**ref, "columns": {c: ref["columns"][c] for c in cols}}
-        report = drift.drift_table(ref, current[cols], np.asarray(preds) if ref.get("prediction") else None)
+        report = drift.drift_table(ref, current[cols], preds if ref.get("prediction") else None)
         m, out = self.metrics, report.table.to_dict("records")
         if report.prediction: out.append({**report.prediction, "column": "__prediction__"})
         for r in out:

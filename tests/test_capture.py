@@ -174,10 +174,11 @@ def test_metrics_show_the_nbdeploy_series(live):
     if getattr(nd.packager, "reference", None) is None or nd.packager.reference(bento) is None:
         print("no reference in the Bento: drift gauges not checked"); return
     end = time.monotonic() + 15  # with a reference in the Bento, the drift gauges follow within NBDEPLOY_DRIFT_EVERY
-    while "nbdeploy_drift_share" not in value and time.monotonic() < end:
-        time.sleep(0.3)
+    while True:
         text = requests.get(f"{url}/metrics", timeout=10).text
         value = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
+        if "nbdeploy_drift_share" in value or time.monotonic() > end: break
+        time.sleep(0.3)
     assert 0 <= value["nbdeploy_drift_share"].value <= 1 and value["nbdeploy_drift_window_rows"].value > 0, value
     assert value["nbdeploy_alert_level"].labels == {"rule": "drift_share"}
     features = {s.labels["feature"] for f in text_string_to_metric_families(text) for s in f.samples
