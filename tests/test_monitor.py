@@ -1,9 +1,11 @@
 """Monitor end to end on one local deployment: traffic as sent, drift on the shifted feature only, late labels,
 alerts as ledger events, and a display under 1 MB over a big capture."""
 import json
+import os
 import time
 import uuid
 from datetime import datetime, timezone
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,7 +24,9 @@ def live():
     "One deployment with its readiness report (so rules and live metrics have something to compare with)."
     df, y = churn_frame()
     pipe = churn_pipeline(df, y)
-    dep = nd.deploy(pipe, name="watched", sample=df, report=nd.check(pipe, df, y))
+    report = nd.check(pipe, df, y)
+    with mock.patch.dict(os.environ, {"NBDEPLOY_DRIFT_EVERY": "1"}):  # the service's own drift gauges, every second
+        dep = nd.deploy(pipe, name="watched", sample=df, report=report)
     yield pipe, df, y, dep
     dep.stop()
 
@@ -39,6 +43,16 @@ def wait_records(m, n, timeout=30):
     while len(m.records(None)) < n:
         if time.monotonic() > end: raise AssertionError(f"{len(m.records(None))} records captured, expected {n}")
         time.sleep(0.1)
+
+
+def poll(f, timeout=30, what="the condition"):
+    "f()'s first truthy answer, polled every 0.2 s."
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = f()
+        if got: return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def records_of(df):
@@ -91,7 +105,13 @@ def test_drift_flags_the_shifted_feature_and_not_the_others(live):
     m.alerts(window=None)
     events = [e for e in ledger.events("watched") if e["event"] == "alert" and e["detail"].startswith("drift_share")]
     assert len(events) == 1 and events[0]["version"] == dep.version
-    assert nd.monitor("watched").health("1h")["requests"] > 0
+    # the service's own drift gauges, as /metrics and the cheap health line see them
+    def seen():
+        h = nd.monitor("watched").health("1h")
+        return h if (h["drift_share"] or 0) >= 0.25 else None
+    h = poll(seen, what="the in-service drift gauges to see the shift")
+    assert h["requests"] > 0 and h["drift"] in ("ok", "drifted") and h["alert"] in ("warn", "fail")
+    assert m.traffic("1h").metrics["drift_features"]["income"]["drifted"] is True
 
 
 def test_late_labels_join_by_request_id(live):
