@@ -148,7 +148,7 @@ def _secret_manifest(name: str, key: str, namespace: str = "default", version: i
             "stringData": {"api-key": key}}
 
 # %% ../nbs/44_kubernetes.ipynb #c2bdf072
-_SUMMARY = "{{ $labels.pod }}: %s is {{ $value | humanize }} (%s at %s)"
+_SUMMARY = '%s: %s is {{ printf "%%.3g" $value }} (%s at %s)'
 _RULES = (  # alert, what it watches, PromQL over the pods `sel` selects, warn level, fail level
     ("NbdeployErrorRate", "the share of 5xx answers",
      'sum(rate(bentoml_service_request_total{%(sel)s,http_response_code=~"5.."}[5m]))'
@@ -163,7 +163,7 @@ def _prometheus_rule(name: str, namespace: str = "default") -> dict:
     sel = f'namespace="{namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"'  # the Deployment's pods: <name>-<rs>-<id>
     rules = [{"alert": alert, "expr": f"{expr % {'sel': sel}} >= {level}", "for": "5m",
               "labels": {"severity": severity, "deployment": name},
-              "annotations": {"summary": _SUMMARY % (what, severity, level)}}
+              "annotations": {"summary": _SUMMARY % (name, what, severity, level)}}
              for alert, what, expr, warn, fail in _RULES for severity, level in (("warning", warn), ("critical", fail))]
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},

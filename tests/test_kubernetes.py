@@ -87,6 +87,45 @@ def test_manifest_contents(tmp_path):
     with pytest.raises(InputError, match="name= is required"): k8s.manifests("r/iris:1")
 
 
+PROMETHEUS_RULE_TEST = """rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - {series: 'nbdeploy_drift_share{namespace="default",pod="iris-5d8f9c7b6-x2k9p"}', values: '0.6x15'}
+  - {series: 'nbdeploy_drift_share{namespace="default",pod="iris-b-5d8f9c7b6-x2k9p"}', values: '0.9x15'}
+  alert_rule_test:
+  - eval_time: 10m
+    alertname: NbdeployDriftShare
+    exp_alerts:
+    - exp_labels: {severity: warning, deployment: iris}
+      exp_annotations: {summary: "iris: the share of drifted features is 0.6 (warning at 0.25)"}
+    - exp_labels: {severity: critical, deployment: iris}
+      exp_annotations: {summary: "iris: the share of drifted features is 0.6 (critical at 0.5)"}
+"""
+
+
+def test_scrape_annotations_capture_volume_and_prometheus_rule(tmp_path):
+    "Pods say where Prometheus scrapes them; the PrometheusRule's rules pass Debian's promtool, checked and unit-tested."
+    *_, dep, rule = _objs(prometheus_rule=True)
+    tpl = dep["spec"]["template"]
+    ann = {k: v for k, v in tpl["metadata"]["annotations"].items() if k.startswith("prometheus.io/")}
+    assert ann == {"prometheus.io/scrape": "true", "prometheus.io/port": "3000", "prometheus.io/path": "/metrics"}
+    assert tpl["spec"]["containers"][0]["ports"][0]["containerPort"] == 3000
+    assert (rule["apiVersion"], rule["kind"], rule["metadata"]["name"]) == ("monitoring.coreos.com/v1", "PrometheusRule",
+                                                                           "iris")
+    # a capturing Deployment (an emptyDir at /capture) is still schema-valid
+    cap = k8s.manifest_objects("r:5000/iris:1", "iris", version=2, capture={"fraction": 1.0, "redact": []})[-1]
+    kubernetes_validate.validate(cap, VERSIONS[0], strict=True)
+    promtool = shutil.which("promtool")
+    if promtool is None: pytest.skip("promtool is not installed (apt-get install prometheus)")
+    (tmp_path/"rules.yml").write_text(yaml.safe_dump(rule["spec"]))
+    (tmp_path/"test.yml").write_text(PROMETHEUS_RULE_TEST)  # only iris's pod counts, not iris-b's
+    for cmd in (["check", "rules", "rules.yml"], ["test", "rules", "test.yml"]):
+        r = subprocess.run([promtool, *cmd], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.mark.skipif(not shutil.which("kubectl"), reason="no kubectl on PATH")
 def test_kubectl_decodes_every_manifest(tmp_path):
     p = tmp_path/"m.yaml"

@@ -17,7 +17,7 @@ from nbdeploy import ledger
 from nbdeploy.config import free_port
 from nbdeploy.errors import DeployError, InputError
 from nbdeploy.sagemaker import SageMakerTarget, _sm_name, sagemaker_image
-from tests.docker_fixtures import iris_model, wait_serving
+from tests.docker_fixtures import iris_model, make_bento, wait_serving
 
 ROLE = "arn:aws:iam::123456789012:role/nbdeploy-sagemaker"
 
@@ -108,6 +108,50 @@ def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, ret
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-sm-v3"]
     assert sm.list_endpoint_configs()["EndpointConfigs"] == [] and sm.list_endpoints()["Endpoints"] == []
     assert "does not exist" in t.logs(row1)
+
+
+def _sagemaker_record(i: int, at: str) -> dict:
+    "One record as SageMaker's Data Capture writes it: input and output JSON text, no nbdeploy fields."
+    rows = [{"sepal length (cm)": 5.1 + i, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}]
+    part = lambda mode, data: {"observedContentType": "application/json", "mode": mode, "data": json.dumps(data),
+                               "encoding": "JSON"}
+    return {"captureData": {"endpointInput": part("INPUT", {"inputs": rows}),
+                            "endpointOutput": part("OUTPUT", {"predictions": [0]})},
+            "eventMetadata": {"eventId": f"e{i}", "inferenceTime": at}, "eventVersion": "0"}
+
+
+def test_data_capture_config_and_records_read_back(aws, monkeypatch, retire):
+    """The endpoint config carries DataCaptureConfig; `capture_records` reads what Data Capture wrote to S3.
+
+    moto runs no containers, so nothing in it writes capture records: the test puts two where SageMaker would
+    ({DestinationS3Uri}/{endpoint}/{variant}/yyyy/mm/dd/hh/<file>.jsonl, in its own record shape) and reads them back.
+    The image push is the flow test's (above): here it is skipped, so no engine is needed.
+    """
+    from nbdeploy.capture import frames
+    bento = make_bento("iris-smc")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(SageMakerTarget, "_push", lambda self, bento, name: "127.0.0.1:5000/nbdeploy/iris-smc:1")
+    name = "iris-smc"
+    retire.append(name)
+    t = SageMakerTarget(role=ROLE, wait=30)
+    row = ledger.begin(name, "sagemaker", str(bento.tag), capture=json.dumps({"fraction": 0.25, "redact": []}))
+    row = _row(name, row["version"], bento, t.start(bento, name, row["version"], {"NBDEPLOY_CAPTURE": "0.25"}))
+    cfg = boto3.client("sagemaker").describe_endpoint_config(EndpointConfigName="iris-smc-v1")["DataCaptureConfig"]
+    uri = "s3://sagemaker-us-east-1-123456789012/nbdeploy-capture/iris-smc/v1"  # SageMaker's default bucket name
+    assert (cfg["EnableCapture"], cfg["InitialSamplingPercentage"], cfg["DestinationS3Uri"]) == (True, 25, uri)
+    assert [o["CaptureMode"] for o in cfg["CaptureOptions"]] == ["Input", "Output"]
+    assert cfg["CaptureContentTypeHeader"] == {"JsonContentTypes": ["application/json"]}
+    assert t.capture_dir(row) is None and t.capture_records(row) == []
+    bucket, prefix = uri[5:].split("/", 1)
+    body = "".join(json.dumps(_sagemaker_record(i, f"2026-12-01T18:0{i}:00Z")) + "\n" for i in range(2))
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"{prefix}/iris-smc/AllTraffic/2026/12/01/18/00-01-abc.jsonl",
+                                  Body=body.encode())
+    got = t.capture_records(row)
+    assert [r["eventMetadata"]["eventId"] for r in got] == ["e0", "e1"]
+    assert [r["eventMetadata"]["eventId"] for r in t.capture_records(row, since=1796148060)] == ["e1"]  # 18:01:00
+    reqs, rows = frames(got)  # the monitor's view: the same tables as for nbdeploy's own records
+    assert list(reqs["request_id"]) == ["e0", "e1"] and list(rows["prediction"]) == [0, 0]
+    t.stop(row)
 
 
 def test_bad_input_names_cause_and_fix(aws, iris_image, monkeypatch):
