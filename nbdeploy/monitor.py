@@ -581,7 +581,7 @@ def _html(self: Monitor, window="1h") -> str:
     if tr.series is not None and len(tr.series): figs.append(_img(_latency_figure(tr.series), "latency over time"))
     if dr is not None:
         t, ref, rows = dr.table, self.reference(), got["rows"]
-        figs.append(_img(_drift_figure(t, 0.1), "drift per feature"))
+        figs.append(_img(_drift_figure(t, getattr(dr, "threshold", 0.1)), "drift per feature"))
         top = list(t[t.column.isin(rows.columns)].nlargest(3, "effect").column)
         if top: figs.append(_img(_distribution_figure(ref, rows, top), "distributions of the most drifted features"))
         cols = ["column", "test", "statistic", "p_value", "effect", "drifted"]
@@ -605,10 +605,13 @@ def watch(self: Monitor, every: float = 5, # seconds between redraws
     import ipywidgets
     window = window or self.window
     w = ipywidgets.HTML(self._html(window))
+    w._view_count = 0  # the front end reports each view shown and removed (ipywidgets' view tracking)
     def loop():
+        shown = False
         while w.comm is not None:
             time.sleep(every)
-            if w.comm is None: break
+            shown = shown or bool(w._view_count)
+            if w.comm is None or (shown and not w._view_count): break  # closed, or every view of it is gone
             try: w.value = self._html(window)
             except Exception as e: w.value = f"<pre>{html.escape(f'{type(e).__name__}: {e}')}</pre>"
     w._nbdeploy_thread = threading.Thread(target=loop, daemon=True, name=f"nbdeploy-watch-{self.name}")
