@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import requests
 from fastcore.basics import patch
+from matplotlib.dates import ConciseDateFormatter
 
 from . import ledger
 from .capture import frames
@@ -519,7 +520,7 @@ def _latency_figure(series: pd.DataFrame) -> str:
     ax.plot(series.time, series.p50_ms, label="p50", marker=".")
     ax.plot(series.time, series.p99_ms, label="p99", marker=".")
     ax.set_ylabel("latency (ms)"); ax.legend(loc="upper left", fontsize=8); ax.set_title("latency", fontsize=10)
-    fig.autofmt_xdate()
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(ax.xaxis.get_major_locator()))
     return fig_to_b64(fig)
 
 def _drift_figure(table: pd.DataFrame, threshold: float, top: int = 20) -> str:
