@@ -95,6 +95,16 @@ function num(x: number | null | undefined, digits = 2): string {
     : String(Number(x.toFixed(digits)));
 }
 
+/** A request rate people read at a glance: per second from 1/s up, per minute below (2 significant digits). */
+function rateText(rate: number | null, trans: TranslationBundle): string {
+  if (rate === null || !isFinite(rate)) {
+    return trans.__('– req/s');
+  }
+  return rate >= 1
+    ? trans.__('%1 req/s', num(rate, 1))
+    : trans.__('%1 req/min', String(Number((rate * 60).toPrecision(2))));
+}
+
 /** The health line of a version in service: rate, errors, p99, the drift verdict and any alert. */
 export function healthLine(
   r: IDeploymentRow,
@@ -115,7 +125,7 @@ export function healthLine(
   const drift = h.drift ?? 'n/a';
   const stats = h.requests
     ? [
-        stat('rate', trans.__('%1 req/s', num(h.rate))),
+        stat('rate', rateText(h.rate, trans)),
         stat(
           'errors',
           trans.__('%1% errors', num((h.error_rate ?? 0) * 100, 1))
