@@ -8,6 +8,7 @@ __all__ = ['request_id', 'sampled', 'settings', 'Capture', 'read_records', 'fram
 # %% ../nbs/20_capture.ipynb #58a3a686
 import atexit
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -87,9 +88,13 @@ def _redacted_input(body: bytes, # the request body, as received
     return data, text, len(inputs) if isinstance(inputs, list) else None
 
 # %% ../nbs/20_capture.ipynb #c6b18d83
+_SECOND = [None, ""]  # the last whole second formatted, and its text: records come many to a second
+
 def _iso(t: float) -> str:
     "Epoch seconds as Data Capture's `inferenceTime`: UTC, microseconds, a Z."
-    return datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    s = int(t)
+    if s != _SECOND[0]: _SECOND[:] = [s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))]
+    return f"{_SECOND[1]}.{min(999_999, int((t - s) * 1e6)):06d}Z"
 
 def _version(v):
     "A deployment version as recorded: an int when it is one."
@@ -99,14 +104,21 @@ _LINE = ('{"captureData":{"endpointInput":{"observedContentType":"application/js
          '"encoding":"JSON"},"endpointOutput":{"observedContentType":"application/json","mode":"OUTPUT","data":%s,'
          '"encoding":"JSON"}},"eventMetadata":{"eventId":%s,"inferenceTime":"%s"},"eventVersion":"0","nbdeploy":%s}\n')
 
+@functools.lru_cache(maxsize=8)
+def _fixed(name, version, redact: tuple) -> tuple[str, str, str]:
+    "The JSON of the `nbdeploy` fields that are the same in every record of a deployment."
+    return json.dumps(name), json.dumps(_version(version)), json.dumps(list(redact))
+
 def _record(rid: str, route: str, status: int, started: float, latency_ms: float, body: bytes, answer: bytes,
             deployment: dict, redact: list) -> tuple[bytes, dict | None]:
     "One capture record (a JSON line in Data Capture's shape plus the `nbdeploy` fields) and the parsed request."
     data, text, rows = _redacted_input(body, redact)
-    ours = {"deployment": deployment.get("name"), "version": _version(deployment.get("version")), "route": route,
-            "status": status, "latency_ms": round(latency_ms, 3), "rows": rows, "redacted": list(redact)}
-    d = json.dumps  # the record's fixed shape is a template: only its values are encoded
-    line = _LINE % (d(text), d(answer.decode("utf-8", "replace")), d(rid), _iso(started), d(ours))
+    name, version, redacted = _fixed(deployment.get("name"), deployment.get("version"), tuple(redact))
+    d = json.dumps  # the record's shape is a template: only its values are encoded
+    ours = (f'{{"deployment":{name},"version":{version},"route":{d(route)},"status":{int(status)},'
+            f'"latency_ms":{round(latency_ms, 3)!r},"rows":{"null" if rows is None else int(rows)},'
+            f'"redacted":{redacted}}}')
+    line = _LINE % (d(text), d(answer.decode("utf-8", "replace")), d(rid), _iso(started), ours)
     return line.encode(), data
 
 # %% ../nbs/20_capture.ipynb #c7baf858
@@ -232,8 +244,10 @@ class Capture:
         if not self.on: return
         self.segments = _Segments(self.config["dir"], self.config["segment_bytes"], self.config["segment_seconds"],
                                   self.config["max_bytes"])
-        self.thread = threading.Thread(target=self.run, name="nbdeploy-capture", daemon=True)
-        self.thread.start()
+        try: self.thread = threading.Thread(target=self.run, name="nbdeploy-capture", daemon=True); self.thread.start()
+        except RuntimeError:  # no thread to be had: serve without capture rather than fail
+            _log.exception("nbdeploy's capture is off: its writer thread did not start")
+            self.fraction = 0.0; return
         atexit.register(self.stop)
 
     def offer(self, item: tuple) -> bool:

@@ -148,12 +148,17 @@ def test_segments_rotate_by_size(live):
     for rid in rids: post(url, rid=rid)
     wait_for(folder, set(rids))
     segments = sorted(folder.glob("*.jsonl"))
-    assert len(segments) >= 4, segments
+    assert len(segments) >= 3, segments
+    by_pid = {}
     for p in segments:
         stamp, pid, seq = p.stem.split("-")
         assert len(stamp) == 15 and stamp[8] == "T" and pid.isdigit() and seq.isdigit()
-        assert p.stat().st_size < 2000 + 4000  # closed once past 2000 bytes: one batch may run over
+        by_pid.setdefault(pid, []).append((int(seq), p))
         assert all(json.loads(line) for line in p.read_text().splitlines())
+    for pid, files in by_pid.items():
+        files.sort()
+        assert [s for s, _ in files] == list(range(1, len(files) + 1))  # none lost (the cap is far)
+        for _, p in files[:-1]: assert p.stat().st_size >= 2000  # a segment is closed once it is past 2000 bytes
 
 
 def test_metrics_show_the_nbdeploy_series(live):
