@@ -8,6 +8,8 @@ __all__ = ['NbdeployHandler', 'DeploymentsHandler', 'LogsHandler', 'ActionHandle
 # %% ../nbs/73_server.ipynb #361b3972
 import asyncio
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -40,25 +42,48 @@ def _error_status(e: NbdeployError) -> int:
 # %% ../nbs/73_server.ipynb #2d28d790
 _LIVE = ("serving", "unhealthy")  # the statuses of a version in service, whose health the listing shows
 _HEALTH_WINDOW = "15m"  # how far back a row's health looks
+_HEALTH_TTL = 10.0  # seconds a row's health is reused before it is asked again
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbdeploy-health")
+_LOCK = threading.Lock()
+_KNOWN: dict = {}  # (name, version) -> (time.monotonic() when measured, {"health", "health_error"})
+_ASKED: dict = {}  # (name, version) -> the Future measuring it now
 
 def _health(row: dict) -> dict:
-    "`health` and `health_error` of one row: `Monitor.health` if it is in service, else null; never raises."
-    if row["status"] not in _LIVE: return {"health": None, "health_error": None}
+    "`health` and `health_error` of one version in service, measured now; never raises."
     try:
         health = monitor(row["name"], row["version"]).health(_HEALTH_WINDOW)
         return {"health": {**health, "window": _HEALTH_WINDOW}, "health_error": None}
     except Exception as e: return {"health": None, "health_error": f"{type(e).__name__}: {e}"[:500]}
 
+def _ask(key: tuple, row: dict):
+    "The Future measuring `row`'s health: the one under way, or a new one that files its answer in `_KNOWN`."
+    with _LOCK:
+        if key in _ASKED: return _ASKED[key]
+        f = _ASKED[key] = _POOL.submit(_health, row)
+    def filed(f):
+        with _LOCK:
+            _KNOWN[key] = (time.monotonic(), f.result())
+            _ASKED.pop(key, None)
+    f.add_done_callback(filed)
+    return f
+
 def _with_health(rows: list[dict], # rows of `deployments_json`
-                 seconds: float = 5.0, # the most the listing waits for the rows' health
+                 seconds: float = 3.0, # the most the listing waits for health being measured
                 ) -> list[dict]:
-    "The rows, each with `health` and `health_error`, asked in parallel; a row out of time says so."
-    pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(rows))), thread_name_prefix="nbdeploy-health")
-    futures = [pool.submit(_health, r) for r in rows]
-    wait(futures, timeout=seconds)
-    pool.shutdown(wait=False, cancel_futures=True)
-    late = {"health": None, "health_error": f"the monitor took longer than {seconds:g} s"}
-    return [{**r, **(f.result() if f.done() else late)} for r, f in zip(rows, futures)]
+    "The rows, each with `health` and `health_error`: null off service, else reused or measured in parallel."
+    now, asked = time.monotonic(), {}
+    for r in rows:
+        key = (r["name"], r["version"])
+        if r["status"] in _LIVE and not (key in _KNOWN and now - _KNOWN[key][0] < _HEALTH_TTL):
+            asked[key] = _ask(key, r)
+    wait(list(asked.values()), timeout=seconds)
+    late = {"health": None, "health_error": None, "health_pending": True}
+    def health(r):
+        key = (r["name"], r["version"])
+        if r["status"] not in _LIVE: return {"health": None, "health_error": None}
+        if key in asked and asked[key].done(): return asked[key].result()
+        return _KNOWN[key][1] if key in _KNOWN else late  # still being measured: the last answer, if any
+    return [{**r, **health(r)} for r in rows]
 
 # %% ../nbs/73_server.ipynb #2769ad25
 _AUTH_RESOURCE = "nbdeploy"

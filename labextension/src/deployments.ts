@@ -58,6 +58,8 @@ export interface IDeploymentRow {
   /** The version in service's health; null for the others, or when the monitor failed (then `health_error`). */
   health?: IHealth | null;
   health_error?: string | null;
+  /** The health is still being measured (the listing did not wait for it). */
+  health_pending?: boolean;
 }
 
 /** What an action answers (`logs` also carries the log's last lines). */
@@ -111,6 +113,13 @@ export function healthLine(
   trans: TranslationBundle
 ): HTMLElement | null {
   const h = r.health;
+  if (!h && r.health_pending) {
+    return el(
+      'div',
+      { class: 'nbdeploy-health nbdeploy-muted' },
+      trans.__('measuring health…')
+    );
+  }
   if (!h) {
     return r.health_error
       ? el(
