@@ -76,11 +76,12 @@ class Monitor:
 # %% ../nbs/50_monitor.ipynb #aaa99a1d
 @patch
 def records(self: Monitor, window="1h", # how far back: '15m', '1h', seconds, or None for everything
+            limit: int | None = None, # the most (newest) records to read; default `max_records`
            ) -> list[dict]:
-    "The captured records of the last `window` (at most `max_records`, the newest), in Data Capture's shape."
+    "The captured records of the last `window` (at most `limit`, the newest), in Data Capture's shape."
     s, row = _seconds(window), self.row
     return get_target(row["target"]).capture_records(row, since=time.time() - s if s else None, until=None,
-                                                     limit=self.max_records)
+                                                     limit=limit or self.max_records)
 
 @patch
 def _bento_file(self: Monitor, file: str) -> dict | None:
@@ -203,11 +204,14 @@ def _series(req: pd.DataFrame, bins: int = 60) -> pd.DataFrame:
 
 def _traffic(req: pd.DataFrame, # the capture's `requests` frame (`nbdeploy.capture.frames`)
              window: float | None, # seconds, or None
-             metrics: dict | None = None) -> Traffic:
+             metrics: dict | None = None,
+             newest: bool = False, # `req` holds only the newest records of the window: rate over the time they span
+            ) -> Traffic:
     "The traffic figures of one window of captured requests."
     t = Traffic(window=window, metrics=metrics)
     if req is None or not len(req): return t
-    span = window or max((req.time.max() - req.time.min()).total_seconds(), 1.0)
+    end = pd.Timestamp.now(tz="UTC") if newest else req.time.max()
+    span = max((end - req.time.min()).total_seconds(), 1.0) if newest or not window else window
     status = req.status.fillna(200).astype(int)  # Data Capture's own records, which have none, were answered
     classes = (status // 100).astype(str) + "xx"
     t.requests, t.rows, t.rate = len(req), int(req.rows.sum()), len(req) / span
@@ -475,10 +479,13 @@ def alerts(self: Monitor, rules: list[Rule] | None = None, # default: `default_r
 # %% ../nbs/50_monitor.ipynb #13ff96ce
 _DATASET_DRIFT = 0.5  # the drift share at which the dataset counts as drifted (Evidently's rule)
 
+_HEALTH_RECORDS = 2_000  # the newest records `health` reads: a sidebar refresh stays cheap at any traffic
+
 @patch
 def health(self: Monitor, window="15m") -> dict:
     "Requests, rate, error rate, p99 latency, the drift verdict and the worst alert level of the window; cheap."
-    tr = self.traffic(window)
+    recs = self.records(window, limit=_HEALTH_RECORDS)
+    tr = _traffic(frames(recs)[0], _seconds(window), self._metrics(), newest=len(recs) >= _HEALTH_RECORDS)
     m = tr.metrics or {}
     share = m.get("drift_share") if m.get("drift_rows") else None
     facts = {"latency_p99_ms": tr.p99_ms if tr.requests else m.get("p99_ms"),
