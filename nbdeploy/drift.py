@@ -186,7 +186,8 @@ def _wasserstein_sorted(ref: dict, cur: np.ndarray) -> float:
         gap = np.abs(_ref_cdf(ref, x[:-1], "right") - np.searchsorted(cur, x[:-1], "right") / m)
         return float((gap * np.diff(x)).sum() / max(ref["std"], 0.001))
     p, q = _grid(ref)
-    at = np.unique(np.r_[np.arange(m + 1) / m, p])  # the current's steps and the reference's knots
+    steps = np.arange(m + 1) / m
+    at = np.insert(steps, np.searchsorted(steps, p), p)  # the current's steps and the reference's knots, merged
     mid = (at[1:] + at[:-1]) / 2
     g = np.interp(at, p, q)  # the reference quantile, linear between these points
     step = cur[np.minimum((mid * m).astype(np.int64), m - 1)]  # the current quantile, constant between them
