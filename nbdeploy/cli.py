@@ -20,7 +20,7 @@ from .actions import act
 from .checker import check
 from .deployer import Deployment, deploy, deployments
 from .errors import InputError, NbdeployError
-from .faces import summary_text
+from .faces import summary_text, window_arg
 from .monitor import monitor
 
 # %% ../nbs/74_cli.ipynb #cf357436
@@ -123,13 +123,6 @@ def _run_check(a: argparse.Namespace # the parsed options of `nbdeploy check`
     return 1 if rep.verdict == "fail" or (a.fail_on == "warn" and rep.verdict == "warn") else 0
 
 # %% ../nbs/74_cli.ipynb #36957132
-def _window(text: str # what was typed after --window
-           ) -> str | float | None:
-    "A `--window` as `Monitor` takes it: `all` is None, a bare number is seconds, the rest stays text (15m)."
-    if text.strip().lower() in ("all", "none"): return None
-    try: return float(text)
-    except ValueError: return text
-
 def _monitor_parser(sub) -> None:
     "The `nbdeploy monitor` subcommand's options."
     p = sub.add_parser("monitor", help="a deployment's traffic, drift and alerts; exit 1 when an alert fails",
@@ -143,7 +136,7 @@ def _monitor_parser(sub) -> None:
 def _run_monitor(a: argparse.Namespace # the parsed options of `nbdeploy monitor`
                 ) -> int:
     "Print a deployment's summary; 0 when no alert fails, 1 when one does, 2 on bad input."
-    try: s = monitor(a.name, a.version).summary(window=_window(a.window))
+    try: s = monitor(a.name, a.version).summary(window=window_arg(a.window))
     except NbdeployError as e:
         print(f"nbdeploy monitor: error: {e}", file=sys.stderr)
         return 2

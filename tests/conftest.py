@@ -1,6 +1,7 @@
 """Test session setup: a throwaway nbdeploy home (ledger, logs, BentoML store) and no server left running."""
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,13 @@ pytest_plugins = ["tests.docker_fixtures"]
 
 # Registry, moto (SageMaker) and cluster tests: services on 127.0.0.1 started and stopped by PID (tests/cloud_fixtures.py).
 pytest_plugins = [*pytest_plugins, "tests.cloud_fixtures"]
+
+
+def poll(f, timeout=60, what="the condition"):
+    "f()'s first truthy answer, polled every 0.2 s."
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = f()
+        if got: return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -16,6 +16,7 @@ from nbdeploy import ledger
 from nbdeploy.capture import frames
 from nbdeploy.deployer import get_target
 from nbdeploy.monitor import Monitor, Rule
+from tests.conftest import poll
 from tests.models import churn_frame, churn_pipeline
 
 
@@ -43,16 +44,6 @@ def wait_records(m, n, timeout=30):
     while len(m.records(None)) < n:
         if time.monotonic() > end: raise AssertionError(f"{len(m.records(None))} records captured, expected {n}")
         time.sleep(0.1)
-
-
-def poll(f, timeout=30, what="the condition"):
-    "f()'s first truthy answer, polled every 0.2 s."
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = f()
-        if got: return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def records_of(df):

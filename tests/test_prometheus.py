@@ -2,29 +2,19 @@
 `nd.monitoring_config` writes, and promtool checking and testing the rules it writes."""
 import shutil
 import subprocess
-import time
 
 import pytest
 import requests
 
 import nbdeploy as nd
 from nbdeploy.config import free_port
+from tests.conftest import poll
 from tests.models import churn_frame, churn_pipeline
 
 PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None,
                                 reason="Debian's prometheus and promtool are not installed (apt install prometheus)")
 KEY = "prometheus-test-key"
-
-
-def poll(f, timeout=60, what="the condition"):
-    "f()'s first truthy answer, polled every 0.2 s."
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = f()
-        if got: return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
