@@ -19,6 +19,7 @@ from .kubernetes import KubernetesTarget, manifests  # registers target="kuberne
 from .sagemaker import SageMakerTarget  # registers target="sagemaker"
 from .monitor import monitor  # and Deployment.monitor
 from .alerts import monitoring_config
+from .traffic import history, promote, routing, variants  # and Deployment.feedback
 from .scorer import batch
 from .magic import load_ipython_extension  # %load_ext nbdeploy
 

@@ -22,7 +22,7 @@ def stop_everything_at_the_end():
     import nbdeploy as nd
     from nbdeploy import ledger
     for row in ledger.rows():
-        if row["status"] in ("serving", "starting", "dead"):  # a dead version may leave its endpoint running
+        if row["status"] in (*ledger.IN_SERVICE, "starting", "dead"):  # a dead one may leave its endpoint running
             try: nd.Deployment(row["name"], row["version"]).stop()
             except Exception as e: print(f"could not stop {row['name']} v{row['version']}: {e}")
 

@@ -4,7 +4,6 @@ One live `bentoml serve` of a packaged model, two workers, capturing half of the
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import nbdeploy as nd
+from nbdeploy.config import free_port
 from nbdeploy import capture
 from tests.models import churn_frame, churn_pipeline
 
@@ -46,8 +46,7 @@ def live(tmp_path_factory):
     df, y = churn_frame(seed=21)
     bento = nd.package(churn_pipeline(df, y, 10), "captured", sample=df, workers=2)
     folder = tmp_path_factory.mktemp("capture")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    port = free_port()  # outside the kernel's ephemeral range, which BentoML's own ports come from
     env = {**os.environ, "NBDEPLOY_CAPTURE": str(FRACTION), "NBDEPLOY_CAPTURE_DIR": str(folder),
            "NBDEPLOY_REDACT": '["income"]', "NBDEPLOY_CAPTURE_SEGMENT_BYTES": "2000", "NBDEPLOY_DRIFT_EVERY": "1",
            "NBDEPLOY_DEPLOYMENT_NAME": "captured", "NBDEPLOY_DEPLOYMENT_VERSION": "3"}

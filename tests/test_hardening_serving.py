@@ -10,6 +10,7 @@ import pytest
 import requests
 
 import nbdeploy as nd
+from nbdeploy.config import free_port
 from tests.models import SlowModel
 
 
@@ -94,7 +95,6 @@ def test_the_model_is_loaded_from_the_bytes_that_were_hashed(tmp_path):
 def test_a_failed_start_writes_the_startup_marker(tmp_path):
     import os
     import signal
-    import socket
     import subprocess
     import sys
 
@@ -104,8 +104,7 @@ def test_a_failed_start_writes_the_startup_marker(tmp_path):
     bento = nd.package(churn_pipeline(df, y, 3), "broken-start", sample=df, runtime="native")
     path = bentoml.models.get(bento.info.models[0].tag).path_of("model.pkl")
     with open(path, "ab") as f: f.write(b"corrupted")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    port = free_port()  # outside the kernel's ephemeral range, which BentoML's own ports come from
     marker = tmp_path / "markers" / "broken-start.txt"
     cmd = [sys.executable, "-m", "bentoml", "serve", str(bento.tag), "--host", "127.0.0.1", "--port", str(port)]
     p = subprocess.Popen(cmd, env={**os.environ, "NBDEPLOY_STARTUP_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
