@@ -21,15 +21,16 @@ ROW = {"age": 30, "income": 51.5, "plan": "pro", "region": "north"}
 
 class Poller:
     "A client predicting through the stable URL in a loop; every answer that is not a 200 is kept."
-    def __init__(self, url):
+    def __init__(self, url, body=None):
         self.url, self.n, self.failed, self.stopping = url, 0, [], threading.Event()
+        self.body = body or {"inputs": [ROW]}
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         with requests.Session() as s:
             while not self.stopping.is_set():
                 try:
-                    r = s.post(f"{self.url}/predict", json={"inputs": [ROW]}, timeout=10)
+                    r = s.post(f"{self.url}/predict", json=self.body, timeout=10)
                     if r.status_code != 200: self.failed.append(f"{r.status_code} {r.text[:200]}")
                 except requests.RequestException as e: self.failed.append(repr(e))
                 self.n += 1
