@@ -19,9 +19,10 @@ import yaml
 from .actions import act
 from .checker import check
 from .deployer import Deployment, deploy, deployments
-from .errors import InputError, NbdeployError
-from .faces import summary_text, window_arg
+from .errors import InputError, NbdeployError, NotFoundError
+from .faces import compare, history_frame, route_act, summary_text, traffic_arg, window_arg
 from .monitor import monitor
+from .traffic import history
 
 # %% ../nbs/74_cli.ipynb #cf357436
 def quickstart(name: str = "quickstart", # deployment name
@@ -143,6 +144,47 @@ def _run_monitor(a: argparse.Namespace # the parsed options of `nbdeploy monitor
     print(json.dumps(s, indent=2, default=str) if a.json else summary_text(s))
     return 1 if s.get("level") == "fail" else 0
 
+# %% ../nbs/74_cli.ipynb #64188ef5
+def _route_parsers(sub) -> None:
+    "The `promote`, `compare` and `history` subcommands' options."
+    p = sub.add_parser("promote", help="move a deployment's candidate on: its next canary step, or a share",
+                       description="Promote the candidate in service beside the champion (nd.promote); prints the "
+                                   "new routing, exits 2 on bad input.")
+    p.add_argument("name", help="deployment name")
+    p.add_argument("--traffic", help="the candidate's new share: 0.5 or 50%%, or v1=0.5,v2=0.5 (default: next step)")
+    p.add_argument("--version", type=int, help="the candidate to promote (default: the one in service)")
+    p.add_argument("--json", action="store_true", help="print the routing as JSON")
+    c = sub.add_parser("compare", help="the champion against the candidate over a window",
+                       description="Compare the champion and the candidate on their captured traffic (nd.compare).")
+    c.add_argument("name", help="deployment name")
+    c.add_argument("--window", default="1h", help="how far back: 30s, 15m, 1h, 2d, seconds, or all (default 1h)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    h = sub.add_parser("history", help="every routing change of a deployment, with its evidence")
+    h.add_argument("name", help="deployment name")
+    h.add_argument("--json", action="store_true", help="print the history as JSON, the evidence whole")
+
+def _json(x) -> str: return json.dumps(x, indent=2, default=str)
+
+def _route(a: argparse.Namespace) -> str:
+    "What `promote`, `compare` and `history` print."
+    if a.cmd == "promote":
+        out = route_act("promote", a.name, a.version, traffic_arg(a.traffic))
+        return _json(out) if a.json else out["message"]
+    if a.cmd == "compare":
+        c = compare(a.name, window=window_arg(a.window))
+        return _json(c.to_dict()) if a.json else str(c)
+    h = history(a.name) if a.json else history_frame(a.name)
+    return h.to_json(orient="records", date_format="iso", indent=2) if a.json else h.to_string(index=False)
+
+def _run_route(a: argparse.Namespace # the parsed options of `promote`, `compare` or `history`
+              ) -> int:
+    "Run one of them; 0 done, 2 on bad input, 1 when the API refuses otherwise."
+    try: print(_route(a))
+    except NbdeployError as e:
+        print(f"nbdeploy {a.cmd}: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (InputError, NotFoundError)) else 1
+    return 0
+
 # %% ../nbs/74_cli.ipynb #fefcd93c
 def _check_parser(sub) -> None:
     "The `nbdeploy check` subcommand's options."
@@ -178,13 +220,15 @@ def parser() -> argparse.ArgumentParser:
     _check_parser(sub)
     sub.add_parser("deployments", help="list the ledger").add_argument("name", nargs="?")
     for cmd, what in [("status", "the live status of a deployment (its version in service, else its newest)"),
-                      ("rollback", "put a deployment's previous healthy version back in service"),
+                      ("rollback", "put a deployment's previous healthy version back in service, or with a "
+                                   "candidate in service send all traffic back to the champion"),
                       ("stop", "stop a deployment's version in service")]:
         sub.add_parser(cmd, help=what).add_argument("name")
     lg = sub.add_parser("logs", help="the last lines of a deployment's server log")
     lg.add_argument("name")
     lg.add_argument("--tail", type=int, default=100, help="how many lines (default 100)")
     _monitor_parser(sub)
+    _route_parsers(sub)
     return p
 
 # %% ../nbs/74_cli.ipynb #d71cebf2
@@ -201,10 +245,11 @@ def main(argv: list[str] | None = None # the arguments (default: sys.argv[1:])
     except SystemExit as e: return 0 if e.code == 0 else 2
     if a.cmd == "check": return _run_check(a)
     if a.cmd == "monitor": return _run_monitor(a)
+    if a.cmd in ("promote", "compare", "history"): return _run_route(a)
     try:
         if a.cmd == "quickstart": quickstart(a.name, keep=not a.stop)
         elif a.cmd == "deployments": print(deployments(a.name).to_string(index=False))
-        else:
+        else:  # rollback with a candidate in service: all its traffic back to the champion
             print(_said(a.cmd, act(a.cmd, a.name, **({"tail": a.tail} if a.cmd == "logs" else {}))))
     except NbdeployError as e:
         print(f"nbdeploy: {e}", file=sys.stderr)

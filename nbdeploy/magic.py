@@ -17,7 +17,8 @@ from IPython.display import display
 from .actions import act
 from .deployer import Deployment, deployments
 from .errors import CheckFailed, NbdeployError
-from .faces import deploy_names, summary_text, window_arg
+from .faces import (compare, deploy_names, history_frame, route_act, steps_arg, strategy_options, summary_text,
+                            traffic_arg, window_arg)
 from .monitor import monitor
 from .progress import in_notebook
 from .widgets import card
@@ -26,11 +27,16 @@ from .widgets import card
 _USAGE = """usage:
   %deploy MODEL --name NAME [--target TARGET] [--test X_TEST Y_TEST] [--sample X_TRAIN]
           [--sensitive COL [COL ...]] [--force]
+          [--strategy blue-green|shadow|canary|ab] [--traffic 0.1 | v1=0.5,new=0.5] [--steps 0.05,0.25,0.5,1]
+          [--sticky header:X-User | cookie:uid] [--auto]
   %deploy status [NAME] | %deploy rollback NAME | %deploy stop NAME | %deploy logs NAME
   %deploy monitor NAME [--window 1h] [--version V]
-  %%deploy  (cell body: YAML with keys model, name, target, test, sample, sensitive, force)"""
-_ACTIONS = ("status", "rollback", "stop", "logs", "monitor")
-_YAML_KEYS = {"model", "name", "target", "test", "X_test", "y_test", "sample", "sensitive", "force"}
+  %deploy promote NAME [--traffic F] [--version V] | %deploy compare NAME [--window 1h] | %deploy history NAME
+  %%deploy  (cell body: YAML with keys model, name, target, test, sample, sensitive, force, strategy, traffic,
+             steps, sticky, auto)"""
+_ACTIONS = ("status", "rollback", "stop", "logs", "monitor", "promote", "compare", "history")
+_STRATEGY_KEYS = {"strategy", "traffic", "steps", "sticky", "auto"}
+_YAML_KEYS = {"model", "name", "target", "test", "X_test", "y_test", "sample", "sensitive", "force"} | _STRATEGY_KEYS
 
 class _ArgError(Exception):
     "A mistake in the magic's arguments."
@@ -50,6 +56,11 @@ def _parser() -> _Parser:
     p.add_argument("--sample")
     p.add_argument("--sensitive", nargs="+")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--strategy")
+    p.add_argument("--traffic")
+    p.add_argument("--steps")
+    p.add_argument("--sticky")
+    p.add_argument("--auto", action="store_true")
     return p
 
 def _usage_error(message: str) -> UsageError:
@@ -64,7 +75,7 @@ def _parse_options(line: str) -> dict:
     X, y = a.test or (None, None)
     sens = a.sensitive[0] if a.sensitive and len(a.sensitive) == 1 else a.sensitive
     return dict(model=a.model, name=a.name or a.model, target=a.target, X_test=X, y_test=y, sample=a.sample,
-                sensitive=sens, force=a.force)
+                sensitive=sens, force=a.force, **strategy_options(a.strategy, a.traffic, a.steps, a.sticky, a.auto))
 
 def _parse_line(line: str) -> dict:
     "The options of a `%deploy MODEL ...` line."
@@ -73,6 +84,13 @@ def _parse_line(line: str) -> dict:
     return opts
 
 # %% ../nbs/72_magic.ipynb #666960b7
+def _yaml_strategy(body: dict) -> dict:
+    "A cell's strategy keys as `deploy` takes them: typed text parsed as on the line, YAML numbers and lists kept."
+    t, s = body.get("traffic"), body.get("steps")
+    return strategy_options(body.get("strategy"), None, None, body.get("sticky"), bool(body.get("auto"))) | {
+        k: v for k, v in (("traffic", traffic_arg(t) if isinstance(t, str) else t),
+                          ("steps", steps_arg(s) if isinstance(s, str) else tuple(s) if s else None)) if v is not None}
+
 def _parse_cell(line: str, cell: str) -> dict:
     "The options of a `%%deploy` cell: YAML body, over options given on the line."
     try: body = yaml.safe_load(cell) or {}
@@ -87,6 +105,7 @@ def _parse_cell(line: str, cell: str) -> dict:
         if not (isinstance(t, list) and len(t) == 2):
             raise _usage_error("test: needs two variable names, e.g. test: [X_test, y_test]")
         body["X_test"], body["y_test"] = t
+    body = {k: v for k, v in body.items() if k not in _STRATEGY_KEYS} | _yaml_strategy(body)
     base = {k: v for k, v in _parse_options(line).items() if v is not None} if line.strip() else {}
     opts = {**base, **body}
     if not opts.get("model"): raise _usage_error("say which model to deploy, e.g. `model: clf`")
@@ -98,33 +117,52 @@ def _show(dep) -> None:
     if in_notebook(): display(card(dep))
     else: print(repr(dep))
 
-def _monitor_parser() -> _Parser:
-    "The parser of `%deploy monitor NAME ...`."
-    p = _Parser(prog="%deploy monitor", add_help=False)
+def _name_parser(action: str, window: bool = False, traffic: bool = False, version: bool = False) -> _Parser:
+    "The parser of `%deploy ACTION NAME ...` with the options that action takes."
+    p = _Parser(prog=f"%deploy {action}", add_help=False)
     p.add_argument("name")
-    p.add_argument("--window", default="1h")
-    p.add_argument("--version", type=int)
+    if window: p.add_argument("--window", default="1h")
+    if traffic: p.add_argument("--traffic")
+    if version: p.add_argument("--version", type=int)
     return p
+
+def _parse_action(args: list, action: str, **opts) -> argparse.Namespace:
+    "The options after `%deploy ACTION`, or a `UsageError`."
+    try: return _name_parser(action, **opts).parse_args(args)
+    except (_ArgError, ValueError) as e: raise _usage_error(str(e)) from None
 
 def _run_monitor(args: list):
     "`%deploy monitor NAME [--window W] [--version V]`: the `Monitor`; its summary printed outside a notebook."
-    try: a = _monitor_parser().parse_args(args)
-    except (_ArgError, ValueError) as e: raise _usage_error(str(e)) from None
+    a = _parse_action(args, "monitor", window=True, version=True)
     m = monitor(a.name, a.version)
     m.window = window_arg(a.window)  # the window its display shows
     summary = m.summary(window=m.window)  # a bad window is refused here, in a notebook too
     if not in_notebook(): print(summary_text(summary))
     return m
 
+def _run_route(action: str, args: list):
+    "`%deploy promote|compare|history NAME ...`: prints the new routing (promote), returns the `Comparison` or table."
+    if action == "promote":
+        a = _parse_action(args, action, traffic=True, version=True)
+        print(route_act("promote", a.name, a.version, traffic_arg(a.traffic))["message"])
+        return None
+    if action == "compare":
+        a = _parse_action(args, action, window=True)
+        c = compare(a.name, window=window_arg(a.window))
+        if not in_notebook(): print(c)
+        return c
+    return history_frame(_parse_action(args, action).name)
+
 def _run_action(action: str, args: list):
-    "`%deploy status|rollback|stop|logs|monitor ...`: a table, a `Deployment` or `Monitor`, or None (stop, logs)."
+    "`%deploy status|rollback|stop|logs|monitor|promote|compare|history ...`: what each shows, or None."
     if action == "monitor": return _run_monitor(args)
+    if action in ("promote", "compare", "history"): return _run_route(action, args)
     if action == "status" and not args:
         return deployments()[["name", "version", "target", "status", "url", "verdict", "updated_at"]]
     if len(args) != 1:
         raise _usage_error("status takes at most one NAME" if action == "status"
                            else f"{action} takes exactly one NAME")
-    out = act(action, args[0])
+    out = act(action, args[0])  # rollback with a candidate in service: all traffic back to the champion
     print(out["logs"] if action == "logs" else out["message"] + (f" at {out['url']}" if action == "rollback" else ""))
     return Deployment(out["name"], out["version"]) if action in ("status", "rollback") else None
 
@@ -139,7 +177,7 @@ class DeployMagics(Magics):
     "`%deploy` and `%%deploy`."
     @line_cell_magic
     def deploy(self, line: str, cell: str | None = None):
-        "Deploy a model from the notebook, or show, roll back, stop or monitor deployments. `%deploy?` for the usage."
+        "Deploy a model from the notebook, or show, promote, compare, roll back, stop or monitor it. `%deploy?`: usage."
         words = shlex.split(line) if cell is None else []
         try:
             if words[:1] and words[0] in _ACTIONS: return _run_action(words[0], words[1:])
@@ -150,7 +188,8 @@ class DeployMagics(Magics):
         _show(dep)
         return dep
 
-DeployMagics.deploy.__doc__ = (f"Deploy a model from the notebook, or show, roll back, stop or monitor deployments."
+DeployMagics.deploy.__doc__ = (f"Deploy a model from the notebook, or show, promote, compare, roll back, stop or "
+                               f"monitor it."
                                f"\n\n{_USAGE}")
 
 def load_ipython_extension(ipython) -> None:

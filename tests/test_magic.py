@@ -1,4 +1,5 @@
 """`%deploy` and `%%deploy` through IPython's own shell, deploying real local services."""
+import importlib.util
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import nbdeploy as nd
+from nbdeploy.faces import routing_of
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,7 @@ def test_deploy_status_rollback_stop(ip, capsys):
     assert r.success and type(r.result).__name__ == "Monitor", r.error_in_exec
     assert capsys.readouterr().out.startswith(f"magic-iris v{dep.version} over 1h")
     assert type(run(ip, "%deploy monitor magic-iris --window soon").error_in_exec).__name__ == "UsageError"
+    canary_round(ip, capsys, "magic-iris", dep.version)  # on the same champion: one deploy more, not two
     assert run(ip, "%deploy stop magic-iris").success and "stopped magic-iris" in capsys.readouterr().out
     assert nd.deployment("magic-iris", dep.version).status() == "stopped"
 
@@ -99,3 +102,32 @@ def test_the_sidebar_entry_points_speak_the_protocol(ip, capsys):
 def X_rows(ip):
     "Two rows of the iris frame as the service's JSON."
     return ip.user_ns["X"].head(2).to_dict(orient="records")
+
+
+
+def canary_round(ip, capsys, name: str, live: int):
+    "clf2 as a 20% canary beside `name` v`live` through the magic; promote to 50% on the real nginx endpoint; roll back."
+    r = run(ip, f"%deploy clf2 --name {name} --sample X --strategy canary --traffic 0.2 --steps 0.2,0.5,1")
+    assert r.success, r.error_in_exec
+    new = r.result.version
+    out = capsys.readouterr().out
+    assert "as a canary beside the champion" in out and f"v{live} 80% · v{new} 20% canary" in out, out
+    assert nd.routing(name)["shares"] == {str(live): 0.8, str(new): 0.2}
+    url = nd.deployment(name, live).url
+    assert all(requests.post(f"{url}/predict", json={"inputs": X_rows(ip)}, timeout=30).ok for _ in range(4))
+
+    assert run(ip, f"%deploy promote {name}").success
+    assert f"{name} promoted: v{live} 50% · v{new} 50% canary" in capsys.readouterr().out
+    assert nd.routing(name)["shares"] == {str(live): 0.5, str(new): 0.5}
+    r = run(ip, f"%deploy promote {name} --traffic lots")
+    assert type(r.error_in_exec).__name__ == "UsageError" and "--traffic must be a fraction" in capsys.readouterr().err
+    h = run(ip, f"%deploy history {name}").result
+    assert list(h.event)[-2:] == ["canary", "promoted"] and h.shares.iloc[-1] == f"v{live} 50%, v{new} 50%", h
+    if importlib.util.find_spec("nbdeploy.compare"):  # nd.compare; too little traffic is refused as a UsageError
+        r = run(ip, f"%deploy compare {name} --window 1h")
+        assert r.success or "nbdeploy: " in str(r.error_in_exec), r.error_in_exec
+
+    assert run(ip, f"%deploy rollback {name}").success
+    assert f"{name} v{live} is back in service" in capsys.readouterr().out
+    assert nd.routing(name)["shares"] == {str(live): 1.0} and routing_of(name)["actions"] == []
+    assert nd.deployment(name, new).status() == "rolled_back" and nd.deployment(name, live).status() == "serving"

@@ -1,5 +1,6 @@
 """The server extension's endpoints on a real `jupyter server` (127.0.0.1): with a token, without one, XSRF, a row whose
-live check fails, a read-only authorizer, and the health of a live deployment in its row."""
+live check fails, a read-only authorizer, the health of a live deployment in its row, and a canary beside it: its
+routing in the rows, promoted and rolled back through the handlers."""
 import json
 import os
 import time
@@ -11,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 import nbdeploy as nd
 from nbdeploy import ledger
+from nbdeploy.cli import main
 from nbdeploy.config import free_port
 from tests.conftest import ARTIFACTS
 from tests.jupyter_fixtures import jupyter
@@ -115,12 +117,12 @@ def test_a_row_whose_check_fails_says_so_and_the_rest_are_listed(server):
     finally: retire("srv-ok", "srv-sm")
 
 
-def test_a_read_only_authorizer_allows_the_listing_and_forbids_stop_and_rollback(readonly_server):
+def test_a_read_only_authorizer_allows_the_listing_and_forbids_stop_rollback_promote(readonly_server):
     url, token = readonly_server
     h = {"Authorization": f"token {token}"}
     fake_serving("srv-ro")
     try:
-        for action in ("stop", "rollback"):
+        for action in ("stop", "rollback", "promote"):
             r = requests.post(f"{url}/nbdeploy/deployments/srv-ro/{action}", headers=h, timeout=30)
             assert r.status_code == 403, (action, r.status_code, r.text[:300])
         assert ledger.get("srv-ro", 1)["status"] == "serving"
@@ -156,30 +158,81 @@ def test_cookie_session_needs_xsrf(server):
 HEALTH_KEYS = {"requests", "rate", "error_rate", "p99_ms", "drift", "drift_share", "alert"}
 
 
-def test_a_live_row_carries_its_health_and_the_others_none(server):
-    "A real local deployment, a few requests: its row's `health` is Monitor.health; a retired row's is null."
-    url, token = server
+@pytest.fixture(scope="module")
+def live():
+    "A real local deployment of iris (v1, behind nginx), shared by the health and the canary tests; its Deployment."
     X, y = load_iris(return_X_y=True, as_frame=True)
     dep = nd.deploy(LogisticRegression(max_iter=500).fit(X, y), name="srv-health", sample=X)
-    try:
-        rows = X.head(2).to_dict(orient="records")
-        for i in range(5):
-            r = requests.post(f"{dep.url}/predict", json={"inputs": rows}, headers={"X-Request-ID": f"srv-h-{i}"},
-                              timeout=30)
-            assert r.status_code == 200 and r.headers["X-Request-ID"] == f"srv-h-{i}", r.text[:300]
-        end, row = time.monotonic() + 30, None
-        while time.monotonic() < end:  # the capture lands off the request path: poll the listing
-            got = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-health"},
-                               headers={"Authorization": f"token {token}"}, timeout=30)
-            assert got.status_code == 200, got.text[:500]
-            row = got.json()["deployments"][0]
-            if (row["health"] or {}).get("requests", 0) >= 5: break
-            time.sleep(0.3)
-        assert row["health_error"] is None and HEALTH_KEYS <= set(row["health"]), row
-        h = row["health"]
-        assert h["requests"] == 5 and h["error_rate"] == 0 and h["p99_ms"] > 0 and h["alert"] in ("ok", "warn"), h
-        assert h["drift"] in ("ok", "drifted", None), h
-    finally: dep.stop()
-    got = requests.get(f"{url}/nbdeploy/deployments", params={"name": "srv-health"},
-                       headers={"Authorization": f"token {token}"}, timeout=30).json()["deployments"]
-    assert [(r["status"], r["health"], r["health_error"]) for r in got] == [("stopped", None, None)]
+    yield dep
+    try: nd.stop(dep.name)
+    except nd.NbdeployError: pass  # stopped by the test
+
+
+def listing(server, name: str) -> list:
+    "The server's rows of `name`."
+    url, token = server
+    got = requests.get(f"{url}/nbdeploy/deployments", params={"name": name},
+                       headers={"Authorization": f"token {token}"}, timeout=30)
+    assert got.status_code == 200, got.text[:500]
+    return got.json()["deployments"]
+
+
+def test_a_live_row_carries_its_health(server, live):
+    "A real local deployment, a few requests: its row's `health` is Monitor.health."
+    dep = live
+    rows = load_iris(as_frame=True).data.head(2).to_dict(orient="records")
+    for i in range(5):
+        r = requests.post(f"{dep.url}/predict", json={"inputs": rows}, headers={"X-Request-ID": f"srv-h-{i}"},
+                          timeout=30)
+        assert r.status_code == 200 and r.headers["X-Request-ID"] == f"srv-h-{i}", r.text[:300]
+    end, row = time.monotonic() + 30, None
+    while time.monotonic() < end:  # the capture lands off the request path: poll the listing
+        row = listing(server, dep.name)[0]
+        if (row["health"] or {}).get("requests", 0) >= 5: break
+        time.sleep(0.3)
+    assert row["health_error"] is None and HEALTH_KEYS <= set(row["health"]), row
+    h = row["health"]
+    assert h["requests"] == 5 and h["error_rate"] == 0 and h["p99_ms"] > 0 and h["alert"] in ("ok", "warn"), h
+    assert h["drift"] in ("ok", "drifted", None), h
+
+
+def test_a_canary_row_carries_its_routing_and_promote_and_rollback_move_it(server, live):
+    "v2 a 20% canary beside v1: rows carry the variants; POST promote (and the CLI) moves it on, POST rollback ends it."
+    url, token = server
+    h, name = {"Authorization": f"token {token}"}, live.name
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    cand = nd.deploy(LogisticRegression(max_iter=500, C=0.5).fit(X, y), name=name, sample=X, strategy="canary",
+                     traffic=0.2, steps=(0.2, 0.5, 1.0))
+    rows = {r["version"]: r for r in listing(server, name)}
+    champ, new = rows[live.version], rows[cand.version]
+    assert [(v["version"], v["share"], v["role"], v["status"]) for v in new["routing"]["variants"]] == [
+        (live.version, 0.8, "champion", "serving"), (cand.version, 0.2, "canary", "canary")], new["routing"]
+    assert champ["routing"]["variants"] == new["routing"]["variants"] and new["routing"]["strategy"] == "canary"
+    assert new["routing"]["actions"] == ["promote", "rollback"]
+    assert new["routing"]["text"] == f"v{live.version} 80% · v{cand.version} 20% canary"
+    assert (new["role"], new["share"], champ["role"]) == ("canary", 0.2, "champion")
+    assert "rollback" not in new["actions"]  # the routing's Roll back is the candidate's
+    assert new["health_error"] is None and "health" in new  # a candidate's health is measured too
+
+    r = requests.post(f"{url}/nbdeploy/deployments/{name}/promote", headers=h, timeout=60)
+    assert r.status_code == 200, r.text[:500]
+    assert r.json()["message"] == f"{name} promoted: v{live.version} 50% · v{cand.version} 50% canary"
+    assert nd.routing(name)["shares"] == {str(live.version): 0.5, str(cand.version): 0.5}
+    r = requests.post(f"{url}/nbdeploy/deployments/{name}/promote", params={"traffic": "lots"}, headers=h, timeout=30)
+    assert r.status_code == 400 and "--traffic must be a fraction" in r.json()["error"]
+    assert main(["promote", name, "--traffic", "0.6"]) == 0  # the command line, the same API
+    assert nd.routing(name)["shares"] == {str(live.version): 0.4, str(cand.version): 0.6}
+    assert main(["promote", "srv-no-such"]) == 2
+
+    r = requests.post(f"{url}/nbdeploy/deployments/{name}/rollback", headers=h, timeout=60)
+    assert r.status_code == 200 and r.json()["message"] == f"{name} v{live.version} is back in service", r.text[:500]
+    rows = {r["version"]: r for r in listing(server, name)}
+    assert rows[cand.version]["status"] == "rolled_back" and rows[live.version]["status"] == "serving"
+    assert rows[live.version]["routing"]["actions"] == [] and rows[live.version]["routing"]["text"] == \
+        f"v{live.version} 100%"
+    assert list(nd.history(name).event)[-4:] == ["canary", "promoted", "promoted", "rolled back"]
+
+    nd.stop(name)
+    got = listing(server, name)
+    assert [(r["status"], r["health"], r["health_error"]) for r in got] == [("rolled_back", None, None),
+                                                                            ("stopped", None, None)]
