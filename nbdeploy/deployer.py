@@ -468,7 +468,7 @@ def predict_proba(self: Deployment, X) -> np.ndarray:
     self.classes_ = np.asarray(outs[0]["classes"])
     return np.concatenate([np.asarray(o["probabilities"]) for o in outs])
 
-# %% ../nbs/42_deployer.ipynb #fe8dd66d
+# %% ../nbs/42_deployer.ipynb #19d640de
 STRATEGIES = ("blue-green", "shadow", "canary", "ab")
 
 def alone(version: int) -> dict:
@@ -510,7 +510,7 @@ def _ab_shares(traffic, # {"v3": 0.5, "new": 0.5}, or None for equal shares
         raise InputError(f"traffic= must give each variant a share, summing to 1: {names} and 'new'; got {traffic!r}")
     return got
 
-# %% ../nbs/42_deployer.ipynb #3df7c356
+# %% ../nbs/42_deployer.ipynb #ca6cca60
 def candidate_routing(name: str, t: Target, strategy: str,
                       version: int, # the candidate's version (0 while only checking)
                       traffic=None, steps=(0.05, 0.25, 0.5, 1.0), sticky: str | None = None, auto: bool = False,
@@ -738,7 +738,7 @@ def stop(name: str) -> None:
     if row is None: raise NotFoundError(f"{name!r} has no version in service")
     Deployment(name, row["version"]).stop()
 
-# %% ../nbs/42_deployer.ipynb #39cbbc41
+# %% ../nbs/42_deployer.ipynb #8fc7b6a2
 def retire_candidates(name: str, # a deployment name whose lease the caller holds
                       status: str = "rolled_back", # the candidates' status afterwards
                       event: str = "rolled back", # the event recorded for each, and for the routing

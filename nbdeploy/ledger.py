@@ -201,7 +201,7 @@ def was_deployed(name: str, version: int) -> bool:
     "Whether this version ever passed its health check and served."
     return any(e["version"] == version and e["event"] == "deployed" for e in events(name))
 
-# %% ../nbs/40_ledger.ipynb #1a52532d
+# %% ../nbs/40_ledger.ipynb #557b0555
 def shares(routing: dict | None # a routing dict, as `route` stores it
           ) -> dict[int, float]:
     "Each version's share of requests in `routing`, keyed by version number ({} for none)."

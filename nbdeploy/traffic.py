@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['routing', 'variants', 'promote', 'history']
 
-# %% ../nbs/52_traffic.ipynb #2cc4a29b
+# %% ../nbs/52_traffic.ipynb #b658a1cb
 import pandas as pd
 from fastcore.basics import patch
 
@@ -13,7 +13,7 @@ from . import ledger
 from .deployer import Deployment, _fraction, _reconcile, alone, get_target, retire_candidates
 from .errors import InputError, NotFoundError
 
-# %% ../nbs/52_traffic.ipynb #1afb09f9
+# %% ../nbs/52_traffic.ipynb #86d97c82
 def routing(name: str # deployment name
            ) -> dict | None:
     "How `name`'s requests are routed now: strategy, champion (`live`), each version's share, the shadow (`mirror`)."
@@ -30,7 +30,7 @@ def variants(name: str # deployment name
                     "share": split.get(v, 0.0), "mirror": bool(r and r.get("mirror") == v), "url": row["url"]})
     return out
 
-# %% ../nbs/52_traffic.ipynb #ec790473
+# %% ../nbs/52_traffic.ipynb #9383e1e1
 def _crown(name: str, winner: int, evidence: dict | None) -> dict:
     "Make candidate `winner` of `name` the champion and retire every other version in service; the routing."
     serving = {r["version"]: r for r in ledger.in_service(name)}
@@ -80,7 +80,7 @@ def promote(name: str, # deployment name
         ledger.route(name, new, "promoted", cand["version"], evidence)
         return new
 
-# %% ../nbs/52_traffic.ipynb #0b6cb6f7
+# %% ../nbs/52_traffic.ipynb #00f3da4a
 def history(name: str # deployment name
            ) -> pd.DataFrame:
     "Every change of `name`'s routing, oldest first: when, what happened, to which version, the shares after it."
@@ -91,7 +91,7 @@ def history(name: str # deployment name
             "evidence": e["evidence"]} for e in ledger.routes(name)]
     return pd.DataFrame(out, columns=cols)
 
-# %% ../nbs/52_traffic.ipynb #83adaef4
+# %% ../nbs/52_traffic.ipynb #6b9171e2
 @patch
 def feedback(self: Deployment, ids, # request ids, one per labelled row
              y_true, # the true labels or values, in the order of `ids`
