@@ -1,10 +1,14 @@
 """Pytest plugin: real services on 127.0.0.1 for the registry, SageMaker and Kubernetes tests.
 
 - `registry`: Debian's `docker-registry` (distribution 2.8) with its own config and storage, started here.
-- `moto_server`: moto in server mode (`moto_server`), the real boto3 client talks HTTP to it.
+- `moto_server`: moto in server mode (`moto_server`), the real boto3 client talks HTTP to it; `moto_recording`
+  reads back, from moto's own recorder, exactly what the server received.
 Each is started as its own process and stopped by the PID recorded here, in the fixture's finaliser.
 Load it with `pytest_plugins = [..., "tests.cloud_fixtures"]` in tests/conftest.py.
 """
+import base64
+import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -111,10 +115,12 @@ def moto_server():
     exe = shutil.which("moto_server")
     if not exe: pytest.skip("moto's server is not installed: pip install 'moto[server]'")
     port = free_port()
-    log = Path(tempfile.mkdtemp(prefix="nbdeploy-moto-"))/"moto.log"
+    d = Path(tempfile.mkdtemp(prefix="nbdeploy-moto-"))
+    log = d/"moto.log"
+    env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(d/"recording.jsonl")}  # `moto_recording`: off until started
     with open(log, "wb") as f:
         proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/moto-api/", proc, log)
@@ -131,3 +137,29 @@ def aws(moto_server, monkeypatch):
     for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"): monkeypatch.delenv(k, raising=False)
     yield moto_server
     requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+
+
+class moto_recording:
+    "moto's own request recorder, on for a `with` block: `.calls()` is what the server received, (action, body) each."
+    def __init__(self, url: str): self.url = url
+    def __enter__(self):
+        requests.post(f"{self.url}/moto-api/recorder/reset-recording", timeout=10)
+        requests.post(f"{self.url}/moto-api/recorder/start-recording", timeout=10)
+        return self
+    def __exit__(self, *exc): requests.post(f"{self.url}/moto-api/recorder/stop-recording", timeout=10)
+    def calls(self, service: str = "SageMaker") -> list[tuple[str, dict]]:
+        "The JSON-protocol calls to `service` recorded so far: (operation, request body), in order."
+        out = []
+        for line in requests.get(f"{self.url}/moto-api/recorder/download-recording", timeout=10).text.splitlines():
+            e = json.loads(line)
+            target = {k.lower(): v for k, v in e["headers"].items()}.get("x-amz-target", "")
+            if not target.startswith(f"{service}."): continue
+            body = base64.b64decode(e["body"]) if e.get("body_encoded") else (e.get("body") or "{}")
+            out.append((target.split(".", 1)[1], json.loads(body or "{}")))
+        return out
+
+    def headers(self, path_part: str) -> list[dict]:
+        "The headers of each recorded request whose URL contains `path_part` (lower-cased names)."
+        lines = requests.get(f"{self.url}/moto-api/recorder/download-recording", timeout=10).text.splitlines()
+        return [{k.lower(): v for k, v in e["headers"].items()} for e in map(json.loads, lines)
+                if path_part in e["url"]]

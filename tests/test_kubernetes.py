@@ -6,7 +6,13 @@ What runs against real software here:
   --dry-run=client`: kubectl's own parser and REST mapping, no server);
 - the read-only root filesystem, non-root user and scratch mounts the Deployment asks for are run for real on the Docker
   engine (the same image, `read_only` with tmpfs at the emptyDir paths, as uid 10001): the service gets ready;
-- the target's client path runs the official `kubernetes` client over real HTTP.
+- the target's client path runs the official `kubernetes` client over real HTTP;
+- the canary and shadow manifests' Gateway API HTTPRoute is validated against the HTTPRoute CRD's own OpenAPI schema
+  (Gateway API v1.6.1, standard channel), and the KServe InferenceService against KServe v0.20.0's CRD schema, both
+  vendored under tests/schemas/ (see its README for where they come from), with `jsonschema`, unknown fields
+  refused as the API server's strict field validation refuses them. What those CRD schemas hold but `jsonschema`
+  cannot check: their CEL rules (`x-kubernetes-validations`, e.g. "a Service backendRef needs a port"), which only
+  an API server evaluates; the tests check the ones our routes touch by hand.
 
 What could not run: no Kubernetes API server can be had on this machine (Debian bookworm ships only kubectl 1.20,
 no kube-apiserver; no PyPI package ships one; image pulls for kind/k3s are impossible). So the client path talks to
@@ -20,6 +26,7 @@ one scaled up and the old ones down at once (the old one kept up when the new on
 There are no pods, so a node drain is simulated by setting the available counts to 0.
 """
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +36,9 @@ import subprocess
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import requests
@@ -85,6 +94,102 @@ def test_manifest_contents(tmp_path):
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 7)
     with pytest.raises(InputError, match="lowercase"): k8s.manifests("r/iris:1", name="Iris_Model")
     with pytest.raises(InputError, match="name= is required"): k8s.manifests("r/iris:1")
+
+
+SCHEMAS = Path(__file__).parent/"schemas"
+HTTPROUTE, ISVC = "gateway-api-v1.6.1-httproute-v1.json", "kserve-v0.20.0-inferenceservice-v1beta1.json"
+
+
+def _strict(s):
+    "A CRD's structural schema as strict field validation applies it: an object's unknown fields are refused."
+    if isinstance(s, list): return [_strict(x) for x in s]
+    if not isinstance(s, dict): return s
+    out = {k: ({n: _strict(x) for n, x in v.items()} if k == "properties" else _strict(v)) for k, v in s.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")): out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_validator(file: str) -> jsonschema.Draft4Validator:
+    "A validator for a vendored CRD schema (OpenAPI v3.0 schemas are JSON Schema draft 4 in what they use)."
+    schema = _strict(json.loads((SCHEMAS/file).read_text()))
+    jsonschema.Draft4Validator.check_schema(schema)
+    return jsonschema.Draft4Validator(schema)
+
+
+def crd_errors(obj: dict, file: str) -> list[str]:
+    "What the CRD schema `file` finds wrong in `obj` (its metadata checked as core ObjectMeta)."
+    errs = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in crd_validator(file).iter_errors(obj)]
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, VERSIONS[0],
+                                 strict=True)
+    return errs
+
+
+def _two(strategy, **kw):
+    return _objs(strategy=strategy, candidate="127.0.0.1:5000/nbdeploy/iris:v2", **kw)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_canary_and_shadow_manifests_are_valid(version):
+    "Two tracks of core objects (OpenAPI schemas), an HTTPRoute (its CRD schema), a KServe canary (its CRD schema)."
+    for strategy in ("canary", "shadow"):
+        objs = _two(strategy)
+        assert [o["kind"] for o in objs].count("Deployment") == 2 and objs[-1]["kind"] == "HTTPRoute"
+        for o in objs[:-1]: kubernetes_validate.validate(o, version, strict=True)
+        assert crd_errors(objs[-1], HTTPROUTE) == []
+    isvc = _two("canary", kserve=True)
+    assert len(isvc) == 1 and crd_errors(isvc[0], ISVC) == []
+    assert crd_errors(_objs(kserve=True)[0], ISVC) == []  # the single-version InferenceService too
+
+
+def test_route_rules_the_crd_states_in_cel():
+    "The HTTPRoute CRD's CEL rules that touch our routes, checked here since only an API server evaluates CEL."
+    for strategy in ("canary", "shadow"):
+        rule = _two(strategy)[-1]["spec"]["rules"][0]
+        refs = rule["backendRefs"] + [f["requestMirror"]["backendRef"] for f in rule.get("filters", [])]
+        # (size(self.group) == 0 && self.kind == 'Service') ? has(self.port) : true
+        assert all("port" in r for r in refs if r["group"] == "" and r["kind"] == "Service")
+        # !(has(self.requestMirror) && self.type != 'RequestMirror'), and its converse
+        assert all(("requestMirror" in f) == (f["type"] == "RequestMirror") for f in rule.get("filters", []))
+        # a PathPrefix match starts with '/'
+        assert all(m["path"]["value"].startswith("/") for m in rule["matches"])
+    schema = json.loads((SCHEMAS/HTTPROUTE).read_text())
+    backend = schema["properties"]["spec"]["properties"]["rules"]["items"]["properties"]["backendRefs"]["items"]
+    assert [r["rule"] for r in backend["x-kubernetes-validations"]] == [
+        "(size(self.group) == 0 && self.kind == 'Service') ? has(self.port) : true"]  # the vendored schema says so
+
+
+def test_the_crd_schemas_catch_broken_routes():
+    "The vendored schemas are not vacuous: a bad weight, filter type, unknown field or percent is refused."
+    route = _two("canary")[-1]
+    bad = copy.deepcopy(route); bad["spec"]["rules"][0]["backendRefs"][1]["weight"] = -1
+    assert any("weight" in e for e in crd_errors(bad, HTTPROUTE))
+    bad = copy.deepcopy(route); bad["spec"]["rules"][0]["backendRefs"][1]["weight"] = 2_000_000  # max 1,000,000
+    assert crd_errors(bad, HTTPROUTE)
+    bad = copy.deepcopy(_two("shadow")[-1]); bad["spec"]["rules"][0]["filters"][0]["type"] = "Mirror"
+    assert any("Mirror" in e for e in crd_errors(bad, HTTPROUTE))
+    bad = copy.deepcopy(route); bad["spec"]["rules"][0]["backendRefs"][0]["weigth"] = 1
+    assert any("weigth" in e for e in crd_errors(bad, HTTPROUTE))
+    isvc = _two("canary", kserve=True)[0]
+    bad = copy.deepcopy(isvc); bad["spec"]["predictor"]["canaryTrafficPercent"] = "10%"
+    assert any("canaryTrafficPercent" in e for e in crd_errors(bad, ISVC))
+    bad = copy.deepcopy(isvc); bad["spec"]["predictor"]["containers"][0]["ports"][0]["containerPort"] = "http"
+    assert crd_errors(bad, ISVC)
+
+
+@pytest.mark.skipif(not shutil.which("kubectl"), reason="no kubectl on PATH")
+def test_kubectl_decodes_the_canary_manifests(tmp_path):
+    "kubectl reads both tracks, the HTTPRoute and the KServe canary (custom kinds decoded as unstructured objects)."
+    p = tmp_path/"m.yaml"
+    p.write_text(k8s.to_yaml(_two("canary") + _two("canary", kserve=True)))
+    env = {**os.environ, "KUBECONFIG": str(tmp_path/"none")}
+    r = subprocess.run(["kubectl", "annotate", "--local", "-f", str(p), "nbdeploy.io/checked=yes", "--dry-run=client",
+                        "-o", "name"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    names = r.stdout.split()
+    assert {"deployment.apps/iris-stable", "deployment.apps/iris-canary", "service/iris-canary",
+            "httproute.gateway.networking.k8s.io/iris", "inferenceservice.serving.kserve.io/iris"} <= set(names)
 
 
 PROMETHEUS_RULE_TEST = """rule_files: [rules.yml]

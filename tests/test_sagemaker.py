@@ -1,10 +1,14 @@
 """The sagemaker target: real boto3 over HTTP against moto in server mode, and the SageMaker image run on a real engine.
 
-What moto emulates here: the SageMaker control plane (CreateModel, CreateEndpointConfig, CreateEndpoint,
-DescribeEndpoint, Delete*; endpoints are InService at once), and ECR's API (CreateRepository,
-DescribeRepositories, GetAuthorizationToken). What it does not: UpdateEndpoint (moto 5.2 answers 500), name clashes
-(it overwrites a model of the same name), running the container, and a registry that accepts layers — the image
-bytes go to Debian's docker-registry on 127.0.0.1 instead (`SageMakerTarget(registry=...)`).
+What moto (5.2.5) emulates here: the SageMaker control plane (CreateModel, CreateEndpointConfig with its
+ProductionVariants and weights, CreateEndpoint, DescribeEndpoint, UpdateEndpointWeightsAndCapacities, Delete*;
+endpoints are InService at once), InvokeEndpoint (answers it is told to give, keyed by the request's headers and
+body), and ECR's API (CreateRepository, DescribeRepositories, GetAuthorizationToken). What it does not:
+UpdateEndpoint (it answers 500), ShadowProductionVariants (accepted, then dropped from what DescribeEndpointConfig
+returns — the test reads what the server received from moto's own request recorder instead), routing a request
+by weight or by TargetVariant (it runs no model), name clashes (it overwrites a model of the same name), running the
+container, and a registry that accepts layers — the image bytes go to Debian's docker-registry on 127.0.0.1 instead
+(`SageMakerTarget(registry=...)`).
 """
 import json
 
@@ -17,6 +21,7 @@ from nbdeploy import ledger
 from nbdeploy.config import free_port
 from nbdeploy.errors import DeployError, InputError
 from nbdeploy.sagemaker import SageMakerTarget, _sm_name, sagemaker_image
+from tests.cloud_fixtures import moto_recording
 from tests.docker_fixtures import iris_model, make_bento, wait_serving
 
 ROLE = "arn:aws:iam::123456789012:role/nbdeploy-sagemaker"
@@ -87,11 +92,16 @@ def test_sagemaker_flow_against_moto(aws, registry, iris_image, monkeypatch, ret
     assert requests.get(f"http://{registry}/v2/nbdeploy/iris-sm/tags/list", timeout=10).json()["tags"] == [repo.rsplit(":", 1)[1]]
     assert "InService on iris-sm-v1" in t.logs(row1)
 
-    # an update: moto has no UpdateEndpoint, so this exercises the failure path for real — the new version's model and
-    # config are removed again and the endpoint still serves v1
+    # an update: start stages v2's model and config and leaves the endpoint on v1; promote moves it. moto has no
+    # UpdateEndpoint, so this exercises the failure path for real: the error names it, the endpoint still serves v1,
+    # and stopping v2 (what the deployer does then) removes its model and config
     row2 = ledger.begin(name, "sagemaker", str(bento.tag))
-    with pytest.raises(DeployError, match="Removed again: endpoint_config iris-sm-v2, model iris-sm-v2"):
-        t.start(bento, name, row2["version"], {})
+    row2 = _row(name, row2["version"], bento, t.start(bento, name, row2["version"], {}))
+    assert json.loads(row2["handle"])["how"] == "staged" and not t.alive(row2) and t.alive(row1)
+    with pytest.raises(DeployError, match="updating endpoint iris-sm to iris-sm-v2 failed"): t.promote(row2)
+    assert sm.describe_endpoint(EndpointName="iris-sm")["EndpointConfigName"] == "iris-sm-v1"
+    assert t.promote(row1) == {"url": started["url"]}  # already there: nothing to update
+    t.stop(row2)
     names = [m["ModelName"] for m in sm.list_models()["Models"]]
     assert names == ["iris-sm-v1"]
     assert sm.describe_endpoint(EndpointName="iris-sm")["EndpointConfigName"] == "iris-sm-v1"
@@ -238,6 +248,135 @@ def test_nd_deploy_on_sagemaker(aws, registry, iris_image, monkeypatch, retire):
     # moto has no UpdateEndpoint: the second version fails, is recorded as failed, and v1 keeps serving
     with pytest.raises(DeployError, match="did not start on sagemaker"): nd.deploy(bento, name="iris-smd", target="sagemaker")
     rows = {r["version"]: r for r in ledger.rows("iris-smd")}
-    assert rows[2]["status"] == "failed" and "Removed again" in rows[2]["detail"] and rows[1]["status"] == "serving"
+    assert rows[2]["status"] == "failed" and "updating endpoint iris-smd to iris-smd-v2" in rows[2]["detail"]
+    models = [m["ModelName"] for m in boto3.client("sagemaker").list_models()["Models"]]
+    assert rows[1]["status"] == "serving" and models == ["iris-smd-v1"]  # v2's model went with it
     dep.stop()
     assert boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+def _variants(cfg: dict, key: str = "ProductionVariants") -> list[tuple]:
+    return [(v["VariantName"], v["ModelName"], v["InitialVariantWeight"]) for v in cfg.get(key) or []]
+
+
+def test_route_canary_weights_shadow_and_back_against_moto(aws, monkeypatch, retire):
+    """`route`: a canary is one endpoint config with a weighted production variant per version, the next step shifts
+    the weights in place, a shadow is ShadowProductionVariants, one version is its own config again.
+
+    moto has no UpdateEndpoint, so each change of variants fails there for real (the error names the call, the new
+    config is removed again, the endpoint keeps what it had) and the test then does what UpdateEndpoint would do:
+    the recorded CreateEndpointConfig request is replayed and the endpoint made anew on it. The image push is the
+    flow test's (above): here it is skipped, so no engine is needed.
+    """
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(SageMakerTarget, "_push", lambda self, bento, name: "127.0.0.1:5000/nbdeploy/iris-smr:1")
+    name, sm = "iris-smr", boto3.client("sagemaker")
+    retire.append(name)
+    t = SageMakerTarget(role=ROLE, wait=30)
+    rows = {}
+    for _ in range(2):
+        v = ledger.begin(name, "sagemaker", "iris-smr:x")["version"]
+        rows[v] = _row(name, v, None, t.start(None, name, v, {}))
+        t.wait_ready(rows[v])
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smr-v1"  # v2 is staged only
+    assert t.alive(rows[1]) and not t.alive(rows[2])
+
+    canary = {"strategy": "canary", "live": 1, "shares": {"1": 0.9, "2": 0.1}, "mirror": None, "sticky": None}
+    with moto_recording(aws) as rec:
+        with pytest.raises(DeployError, match=r"updating endpoint iris-smr to iris-smr-r[0-9a-f]{8} failed"
+                                              r"(.|\n)*Removed again: endpoint_config iris-smr-r"):
+            t.route(name, canary, rows)
+        calls = rec.calls()
+    ops = [op for op, _ in calls]
+    assert ops.index("CreateEndpointConfig") < ops.index("UpdateEndpoint") < ops.index("DeleteEndpointConfig")
+    create = next(b for op, b in calls if op == "CreateEndpointConfig")
+    assert _variants(create) == [("v1", "iris-smr-v1", 0.9), ("v2", "iris-smr-v2", 0.1)]
+    assert "ShadowProductionVariants" not in create
+    assert next(b for op, b in calls if op == "UpdateEndpoint") == {"EndpointName": name,
+                                                                     "EndpointConfigName": create["EndpointConfigName"]}
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smr-v1"
+    assert [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]] in (
+        ["iris-smr-v1", "iris-smr-v2"], ["iris-smr-v2", "iris-smr-v1"])
+
+    # what UpdateEndpoint would have done: the endpoint on the routed config
+    sm.create_endpoint_config(**create)
+    sm.delete_endpoint(EndpointName=name)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=create["EndpointConfigName"])
+    cfg = sm.describe_endpoint_config(EndpointConfigName=create["EndpointConfigName"])
+    assert _variants(cfg) == [("v1", "iris-smr-v1", 0.9), ("v2", "iris-smr-v2", 0.1)]
+    assert t.alive(rows[1]) and t.alive(rows[2]) and not t.gone(rows[2])
+
+    # the next canary step: the same variants, so the weights shift in place (no new config, no new fleet)
+    step = {**canary, "shares": {"1": 0.75, "2": 0.25}}
+    with moto_recording(aws) as rec:
+        assert t.route(name, step, rows) == {"url": rows[1]["url"]}
+        assert "CreateEndpointConfig" not in [op for op, _ in rec.calls()]
+    ep = sm.describe_endpoint(EndpointName=name)
+    assert ep["EndpointConfigName"] == create["EndpointConfigName"]
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in ep["ProductionVariants"]] == [("v1", 0.75), ("v2", 0.25)]
+
+    # a call pinned to a variant: TargetVariant goes on the wire (moto answers what it is told to; it routes nothing)
+    answer = lambda p: {"Body": json.dumps({"predictions": [p]}), "ContentType": "application/json",
+                        "InvokedProductionVariant": f"v{p}"}
+    requests.post(f"{aws}/moto-api/static/sagemaker/endpoint-results", timeout=10,
+                  json={"results": [answer(2), answer(1)]})
+    rows_in = [{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}]
+    with moto_recording(aws) as rec:
+        assert t.invoke(rows[2], rows_in) == {"predictions": [2], "variant": "v2"}
+        assert t.invoke(rows[1], rows_in) == {"predictions": [1], "variant": "v1"}
+        sent = rec.headers(f"/endpoints/{name}/invocations")
+    assert [h.get("x-amzn-sagemaker-target-variant") for h in sent] == ["v2", "v1"]
+
+    # a shadow: the champion alone in ProductionVariants, the candidate in ShadowProductionVariants
+    shadow = {"strategy": "shadow", "live": 1, "shares": {"1": 1.0}, "mirror": 2, "sticky": None}
+    with moto_recording(aws) as rec:
+        with pytest.raises(DeployError, match="updating endpoint iris-smr to iris-smr-r"): t.route(name, shadow, rows)
+        create2 = next(b for op, b in rec.calls() if op == "CreateEndpointConfig")
+    assert _variants(create2) == [("v1", "iris-smr-v1", 1.0)]
+    assert _variants(create2, "ShadowProductionVariants") == [("v2", "iris-smr-v2", 1.0)]
+    assert create2["EndpointConfigName"] != create["EndpointConfigName"]
+    # moto stores the config without its shadow variant: that is why the request is read from the recorder
+    sm.create_endpoint_config(**create2)
+    stored = sm.describe_endpoint_config(EndpointConfigName=create2["EndpointConfigName"])
+    assert "ShadowProductionVariants" not in stored
+    sm.delete_endpoint_config(EndpointConfigName=create2["EndpointConfigName"])
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == create["EndpointConfigName"]
+
+    # back to one version: the champion's own config (UpdateEndpoint again), asked for by a blue-green routing
+    alone = {"strategy": "blue-green", "live": 1, "shares": {"1": 1.0}, "mirror": None}
+    with moto_recording(aws) as rec:
+        with pytest.raises(DeployError, match="updating endpoint iris-smr to iris-smr-v1 failed"):
+            t.route(name, alone, rows)
+        assert [b for op, b in rec.calls() if op == "UpdateEndpoint"] == [{"EndpointName": name,
+                                                                           "EndpointConfigName": "iris-smr-v1"}]
+    # what SageMaker cannot do is refused before any call
+    with pytest.raises(InputError, match="TargetVariant"): t.route(name, {**canary, "sticky": "header:X-User"}, rows)
+    with pytest.raises(InputError, match="single production variant"): t.route(name, {**canary, "mirror": 2}, rows)
+    t.stop(rows[2])  # the endpoint runs a routed config: it stays; v2's model and config go
+    assert "iris-smr-v2" not in [m["ModelName"] for m in sm.list_models()["Models"]]
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+
+
+@pytest.mark.skipif(not rollout_uses_target_gate(), reason="nd.deploy's rollout does not call a target's own wait_ready yet")
+def test_nd_deploy_canary_on_sagemaker_against_moto(aws, monkeypatch, retire):
+    "nd.deploy(strategy='canary') on SageMaker goes through `route`; moto's missing UpdateEndpoint fails it for real."
+    from nbdeploy.deployer import TARGETS
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(SageMakerTarget, "_push", lambda self, bento, name: "127.0.0.1:5000/nbdeploy/iris-smk:1")
+    monkeypatch.setitem(TARGETS, "sagemaker", SageMakerTarget(role=ROLE, wait=30))
+    name, sm = "iris-smk", boto3.client("sagemaker")
+    retire.append(name)
+    bento = make_bento(name)
+    nd.deploy(bento, name=name, target="sagemaker")
+    with pytest.raises(DeployError, match=r"did not start on sagemaker(.|\n)*updating endpoint iris-smk to iris-smk-r"):
+        nd.deploy(bento, name=name, target="sagemaker", strategy="canary", traffic=0.1)
+    rows = {r["version"]: r for r in ledger.rows(name)}
+    assert (rows[1]["status"], rows[2]["status"]) == ("serving", "failed")
+    assert nd.routing(name)["shares"] == {"1": 1.0}
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smk-v1"
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-smk-v1"]  # the candidate's model went
+    assert [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]] == ["iris-smk-v1"]
+    # SageMaker cannot keep a sticky key on one variant: refused, and v1 still serves alone
+    with pytest.raises(DeployError, match="TargetVariant"):
+        nd.deploy(bento, name=name, target="sagemaker", strategy="canary", traffic=0.1, sticky="header:X-User")
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smk-v1"
