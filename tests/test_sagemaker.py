@@ -275,8 +275,9 @@ def test_route_canary_weights_shadow_and_back_against_moto(aws, monkeypatch, ret
     t = SageMakerTarget(role=ROLE, wait=30)
     rows = {}
     for _ in range(2):
-        v = ledger.begin(name, "sagemaker", "iris-smr:x")["version"]
-        rows[v] = _row(name, v, None, t.start(None, name, v, {}))
+        v = ledger.begin(name, "sagemaker", "iris-smr:x", capture=json.dumps({"fraction": 1.0, "redact": []}))
+        v = v["version"]
+        rows[v] = _row(name, v, None, t.start(None, name, v, {"NBDEPLOY_CAPTURE": "1"}))
         t.wait_ready(rows[v])
     assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smr-v1"  # v2 is staged only
     assert t.alive(rows[1]) and not t.alive(rows[2])
@@ -292,6 +293,10 @@ def test_route_canary_weights_shadow_and_back_against_moto(aws, monkeypatch, ret
     create = next(b for op, b in calls if op == "CreateEndpointConfig")
     assert _variants(create) == [("v1", "iris-smr-v1", 0.9), ("v2", "iris-smr-v2", 0.1)]
     assert "ShadowProductionVariants" not in create
+    # the routed config captures as the champion's does, under <name>/routed (a folder per variant below it)
+    routed = "s3://sagemaker-us-east-1-123456789012/nbdeploy-capture/iris-smr/routed"
+    dc = create["DataCaptureConfig"]
+    assert (dc["DestinationS3Uri"], dc["InitialSamplingPercentage"]) == (routed, 100)
     assert next(b for op, b in calls if op == "UpdateEndpoint") == {"EndpointName": name,
                                                                      "EndpointConfigName": create["EndpointConfigName"]}
     assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smr-v1"
@@ -326,6 +331,13 @@ def test_route_canary_weights_shadow_and_back_against_moto(aws, monkeypatch, ret
         assert t.invoke(rows[1], rows_in) == {"predictions": [1], "variant": "v1"}
         sent = rec.headers(f"/endpoints/{name}/invocations")
     assert [h.get("x-amzn-sagemaker-target-variant") for h in sent] == ["v2", "v1"]
+
+    # what Data Capture writes for the routed config's v2 variant is v2's record
+    bucket, prefix = routed[5:].split("/", 1)
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{name}/v2/2026/12/01/18/00-01-abc.jsonl",
+                                  Body=(json.dumps(_sagemaker_record(7, "2026-12-01T18:07:00Z")) + "\n").encode())
+    assert [r["eventMetadata"]["eventId"] for r in t.capture_records(rows[2])] == ["e7"]
+    assert t.capture_records(rows[1]) == []
 
     # a shadow: the champion alone in ProductionVariants, the candidate in ShadowProductionVariants
     shadow = {"strategy": "shadow", "live": 1, "shares": {"1": 1.0}, "mirror": 2, "sticky": None}
