@@ -179,7 +179,8 @@ def cel_check(obj: dict, file: str) -> tuple[list[str], list[str]]:
     def walk(v, sch, path):
         for r in sch.get("x-kubernetes-validations") or []:
             if "oldSelf" in r["rule"]: continue
-            (held if cel.evaluate(r["rule"], {"self": esc(v)}) is True else failed).append(f"{path or '/'}: {r['rule']}")
+            ok = cel.evaluate(r["rule"], {"self": esc(v)}) is True
+            (held if ok else failed).append(f"{path or '/'}: {r['rule']}")
         if isinstance(v, dict):
             for k, x in v.items():
                 sub = (sch.get("properties") or {}).get(k)
