@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
@@ -668,6 +669,7 @@ def _latency_figure(self) -> str:
     for label, v in zip(self.labels, lat):
         if len(v): ax.hist(np.clip(v, lo, hi), bins=bins, histtype="step", density=True, label=label, lw=1.5)
     ax.set_xscale("log"); ax.set_xlabel("latency (ms)"); ax.set_yticks([])
+    ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8); ax.set_title("latency", fontsize=10)
     return fig_to_b64(fig)
 
