@@ -66,12 +66,18 @@ class Target:
               rows: dict, # version -> ledger row, for every version the routing names
              ) -> dict | None:
         "Split or mirror `name`'s traffic between versions as `routing` says; `{'url': the stable URL}`, or None."
-        live, ep = rows[int(routing["live"])], self.endpoint()
+        live = rows[int(routing["live"])]
         if not routing.get("mirror") and set(ledger.shares(routing)) <= {int(routing["live"])}:
             return self.promote(live)  # the champion alone: a plain switch
-        if ep is None: raise InputError(f"the {self.name} target has no nginx endpoint to split or mirror traffic "
-                                        "(the local target needs nginx installed): deploy with strategy='blue-green'")
-        return {"url": ep.switch(name, int(live["port"]), _endpoint_of(live), **_variants(routing, rows))}
+        self.check_routing(routing)
+        return {"url": self.endpoint().switch(name, int(live["port"]), _endpoint_of(live), **_variants(routing, rows))}
+
+    def check_routing(self, routing: dict) -> None:
+        "Raise `InputError` if this target cannot route as `routing` says; called before anything is recorded."
+        alone = not routing.get("mirror") and len([s for s in ledger.shares(routing).values() if s > 0]) <= 1
+        if not alone and self.endpoint() is None:
+            raise InputError(f"the {self.name} target has no nginx endpoint to split or mirror traffic (the local "
+                             "target needs nginx installed): deploy with strategy='blue-green'")
 
     def alive(self, row: dict) -> bool:
         "Can the version serve right now?"
@@ -540,6 +546,7 @@ def candidate_routing(name: str, t: Target, strategy: str,
         split, routing["step"] = {live: 1 - f, version: f}, next(i for i, s in enumerate(steps) if s >= f)
     else: split = _ab_shares(traffic, [r["version"] for r in serving], version)
     routing["shares"] = {str(v): round(s, 6) for v, s in split.items()}
+    t.check_routing(routing)
     return routing, {r["version"]: r for r in serving}
 
 # %% ../nbs/42_deployer.ipynb #3532dbfc

@@ -403,17 +403,23 @@ def _variant(self, v: int, model: str, weight: float) -> dict:
     return {"VariantName": f"v{v}", "ModelName": model, "InitialInstanceCount": self.instance_count,
             "InstanceType": self.instance_type, "InitialVariantWeight": float(weight)}
 
-def _route_config(self, routing: dict, refs: dict) -> dict:
-    "The endpoint config body (without its name) for `routing`; `InputError` for what SageMaker cannot do."
-    shares = {int(v): float(s) for v, s in routing["shares"].items() if float(s) > 0}
-    mirror = routing.get("mirror")
+@patch
+def check_routing(self: SageMakerTarget, routing: dict) -> None:
+    "`InputError` for a routing SageMaker cannot do (a sticky split, a shadow beside a split), before anything runs."
+    shares = [s for s in routing["shares"].values() if float(s) > 0]
     if routing.get("sticky"):
         raise InputError(f"sticky={routing['sticky']!r}: SageMaker picks a variant per request by weight and cannot "
                          "keep a key on one; deploy with sticky=None and pin callers with TargetVariant "
                          "(SageMakerTarget.invoke(row, rows))")
-    if mirror and len(shares) != 1:
+    if routing.get("mirror") and len(shares) != 1:
         raise InputError("SageMaker mirrors to a shadow variant only beside a single production variant: "
                          "promote or roll back the split before starting a shadow")
+
+def _route_config(self, routing: dict, refs: dict) -> dict:
+    "The endpoint config body (without its name) for `routing`; `InputError` for what SageMaker cannot do."
+    shares = {int(v): float(s) for v, s in routing["shares"].items() if float(s) > 0}
+    mirror = routing.get("mirror")
+    SageMakerTarget.check_routing(self, routing)
     body = {"ProductionVariants": [_variant(self, v, refs[v]["model"], s) for v, s in sorted(shares.items())]}
     if mirror: body["ShadowProductionVariants"] = [_variant(self, int(mirror), refs[int(mirror)]["model"],
                                                             next(iter(shares.values())))]

@@ -388,7 +388,9 @@ def test_nd_deploy_canary_on_sagemaker_against_moto(aws, monkeypatch, retire):
     assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smk-v1"
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["iris-smk-v1"]  # the candidate's model went
     assert [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]] == ["iris-smk-v1"]
-    # SageMaker cannot keep a sticky key on one variant: refused, and v1 still serves alone
-    with pytest.raises(DeployError, match="TargetVariant"):
+    # SageMaker cannot keep a sticky key on one variant: refused before anything is recorded or started
+    before = len(ledger.rows(name))
+    with pytest.raises(InputError, match="TargetVariant"):
         nd.deploy(bento, name=name, target="sagemaker", strategy="canary", traffic=0.1, sticky="header:X-User")
+    assert len(ledger.rows(name)) == before
     assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == "iris-smk-v1"
