@@ -20,6 +20,9 @@ from .sagemaker import SageMakerTarget  # registers target="sagemaker"
 from .monitor import monitor  # and Deployment.monitor
 from .alerts import monitoring_config
 from .traffic import history, promote, routing, variants  # and Deployment.feedback
+from .compare import Comparison, compare
+from .replay import replay
+from .evolve import Decision, advance, autopilot, promote_if_better
 from .scorer import batch
 from .magic import load_ipython_extension  # %load_ext nbdeploy
 
