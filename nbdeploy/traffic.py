@@ -89,7 +89,7 @@ def history(name: str # deployment name
             "strategy": (e["routing"] or {}).get("strategy"), "live": (e["routing"] or {}).get("live"),
             "shares": ledger.shares(e["routing"]), "mirror": (e["routing"] or {}).get("mirror"),
             "evidence": e["evidence"]} for e in ledger.routes(name)]
-    return pd.DataFrame(out, columns=cols)
+    return pd.DataFrame(out, columns=cols).astype({"version": "Int64", "live": "Int64", "mirror": "Int64"})
 
 # %% ../nbs/52_traffic.ipynb #6b9171e2
 @patch
