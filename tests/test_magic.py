@@ -106,7 +106,7 @@ def X_rows(ip):
 
 
 def canary_round(ip, capsys, name: str, live: int):
-    "clf2 as a 20% canary beside `name` v`live` through the magic; promote to 50% on the real nginx endpoint; roll back."
+    "clf2 as a 20% canary beside `name` v`live` via the magic; promote to 50% on the real nginx endpoint; roll back."
     r = run(ip, f"%deploy clf2 --name {name} --sample X --strategy canary --traffic 0.2 --steps 0.2,0.5,1")
     assert r.success, r.error_in_exec
     new = r.result.version

@@ -6,7 +6,9 @@ the deployments list (grouped by name, only the serving version expanded, only t
 serving version's health line: rate, errors, p99 and the drift verdict, once it has had traffic), opens
 the readiness report in a main-area tab, calls the endpoint, rolls back and stops from the panel. It asserts
 through the DOM that the panel takes its colours from JupyterLab's theme variables in the light and the dark
-theme, and saves screenshots of both to tests/artifacts/.
+theme, and saves screenshots of both to tests/artifacts/. A canary beside a champion shows its variants with their
+shares ("v1 80% · v2 20% canary", deployed from the form's Strategy and Traffic), and its Promote and Roll back
+buttons move it on and end it.
 """
 import shutil
 from pathlib import Path
@@ -14,6 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import requests
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
 import nbdeploy as nd
 from tests.conftest import ARTIFACTS
@@ -257,3 +261,74 @@ def test_deploy_rollback_stop_from_the_sidebar(lab, page):
     assert page.locator(f"{GROUP} button.nbdeploy-stop").count() == 0  # nothing left to stop
     assert_actions_as_the_api_says(page, lab)
     shot(page, "7-stopped")
+
+
+CANARY = "sidebar-canary"
+CGROUP = f"#nbdeploy-deployments .nbdeploy-group[data-name='{CANARY}']"
+
+
+def variants_text(page) -> str:
+    "The canary group's variants line as it reads, or '' when it shows none."
+    loc = page.locator(f"{CGROUP} .nbdeploy-variants .nbdeploy-variant-list")
+    return loc.inner_text() if loc.count() else ""
+
+
+def open_notebook(page, lab) -> None:
+    "The model notebook in the lab, its cells run (the kernel holds clf and the data)."
+    url, token = lab
+    page.goto(f"{url}/lab/tree/model.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('nbdeploy:open')",
+                           timeout=60_000)
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
+        timeout=90_000)
+    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    page.wait_for_selector(".jp-OutputArea-output:has-text('fitted LogisticRegression')", timeout=90_000)
+
+
+def test_a_canary_from_the_form_shows_its_variants_and_promote_and_roll_back_move_it(lab, page):
+    "v1 (the API), then clf as a 20% canary from the form: its variants line; Promote moves it on, Roll back ends it."
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    nd.deploy(LogisticRegression(max_iter=500).fit(X, y), name=CANARY, sample=X)
+    try:
+        open_notebook(page, lab)
+        page.evaluate("() => window.jupyterapp.commands.execute('nbdeploy:open')")
+        page.wait_for_selector("#nbdeploy-strategy option[value='canary']", state="attached", timeout=90_000)
+        page.wait_for_selector("#nbdeploy-model option[value='clf']", state="attached", timeout=90_000)
+        page.select_option("#nbdeploy-model", "clf")
+        page.select_option("#nbdeploy-xtest", "X_test")  # checked, and its sample for the input schema
+        page.select_option("#nbdeploy-ytest", "y_test")
+        page.fill("#nbdeploy-name", CANARY)
+        page.select_option("#nbdeploy-strategy", "canary")
+        page.fill("#nbdeploy-traffic", "0.2")
+        page.click("#nbdeploy-deploy")
+        page.wait_for_selector(f"#nbdeploy-result:has-text('{CANARY} v2 serving at')", timeout=180_000)
+        assert "as a canary beside the champion" in page.text_content("#nbdeploy-log")
+        page.wait_for_selector(f"{CGROUP} .nbdeploy-variants", timeout=120_000)  # a loaded machine: the lab is slow
+        assert variants_text(page) == "v1 80% · v2 20% canary"
+        assert nd.routing(CANARY)["shares"] == {"1": 0.8, "2": 0.2}
+        assert page.get_attribute(f"{CGROUP} .nbdeploy-variant[data-version='2']", "data-role") == "canary"
+        assert page.get_attribute(f"{CGROUP} .nbdeploy-variants", "data-strategy") == "canary"
+        assert page.locator(f"{CGROUP} .nbdeploy-row[data-version='2'] button.nbdeploy-rollback").count() == 0
+        assert page.get_attribute(f"{CGROUP} .nbdeploy-row[data-version='2']", "data-expanded") == "true"
+        shot(page, "8-canary")
+
+        page.click(f"{CGROUP} button.nbdeploy-route-promote")  # the next of the default steps: 0.25
+        page.wait_for_selector(f"#nbdeploy-action:text-is('{CANARY} promoted: v1 75% · v2 25% canary')",
+                               timeout=60_000)
+        page.wait_for_function(f"() => document.querySelector(\"{CGROUP} .nbdeploy-variant-list\")?.textContent"
+                               f" === 'v1 75% · v2 25% canary'", timeout=30_000)
+        assert nd.routing(CANARY)["shares"] == {"1": 0.75, "2": 0.25}
+        shot(page, "9-promoted")
+
+        page.click(f"{CGROUP} button.nbdeploy-route-rollback")
+        page.wait_for_selector(f"{CGROUP} .nbdeploy-row[data-version='2'][data-status='rolled_back']", timeout=60_000)
+        page.wait_for_selector(f"#nbdeploy-action:text-is('{CANARY} v1 is back in service')", timeout=60_000)
+        assert variants_text(page) == "" and nd.routing(CANARY)["shares"] == {"1": 1.0}
+        assert answers(nd.deployment(CANARY, 1).url)
+    except Exception:
+        shot(page, "canary-failed")
+        print("result:", page.text_content("#nbdeploy-result"), "\nlog:", page.text_content("#nbdeploy-log"))
+        raise
+    finally: nd.stop(CANARY)

@@ -1,11 +1,13 @@
 /**
  * The deployments list: the ledger from the server extension, grouped by name, with only the version in
- * service expanded, only the actions the API says apply to each row, and the live version's health
- * (`Monitor.health`: rate, error rate, p99 latency, drift verdict).
+ * service expanded, only the actions the API says apply to each row, the live versions' health
+ * (`Monitor.health`: rate, error rate, p99 latency, drift verdict), and, with a candidate beside the champion
+ * (shadow, canary, A/B), the variants with their shares and the Promote and Roll back buttons.
  */
 import {
   caretDownIcon,
   caretRightIcon,
+  fastForwardIcon,
   historyIcon,
   LabIcon,
   listIcon,
@@ -24,6 +26,37 @@ import { requestAPI } from './request';
 
 /** An action the server extension runs on a deployment (POST /nbdeploy/deployments/NAME/ACTION). */
 export type Action = 'stop' | 'rollback' | 'logs';
+
+/** An action on a deployment's routing: the candidate a step on, or all traffic back to the champion. */
+export type RouteAction = 'promote' | 'rollback';
+
+/** The ledger statuses of a version serving beside the champion (nbdeploy.faces.CANDIDATES). */
+const CANDIDATES = ['shadow', 'canary', 'ab'];
+
+/** One version serving under a deployment's routing (nbdeploy.faces.variants). */
+export interface IVariant {
+  version: number;
+  /** The share of requests it answers, 0..1 (a shadow answers none: it gets a copy). */
+  share: number;
+  role: 'champion' | 'shadow' | 'canary' | 'ab' | string;
+  /** Its live status, as its own row says. */
+  status: string | null;
+  /** Does it get a copy of each request (a shadow)? */
+  mirror?: boolean;
+  url?: string | null;
+}
+
+/** A deployment's routing as the server extension gives it with each row (nbdeploy.faces.routing_of). */
+export interface IRouting {
+  strategy: string;
+  /** Champion first. */
+  variants: IVariant[];
+  /** The variants on one line, as the magic and the command line print them. */
+  text: string | null;
+  /** What applies to the routing now: promote and rollback while a candidate is in service. */
+  actions: RouteAction[];
+  error?: string | null;
+}
 
 /** A version's health over the last minutes, as `nbdeploy.monitor.Monitor.health` gives it. */
 export interface IHealth {
@@ -60,6 +93,11 @@ export interface IDeploymentRow {
   health_error?: string | null;
   /** The health is still being measured (the listing did not wait for it). */
   health_pending?: boolean;
+  /** The name's routing (the same on each of its rows). */
+  routing?: IRouting;
+  /** This version's role and share under the routing; null when it is not one of the variants. */
+  role?: string | null;
+  share?: number | null;
 }
 
 /** What an action answers (`logs` also carries the log's last lines). */
@@ -88,6 +126,30 @@ function when(stamp: string): string {
 /** Is this row the version in service? */
 function live(r: IDeploymentRow): boolean {
   return r.status === 'serving' || r.status === 'unhealthy';
+}
+
+/** Is this row in service: the champion, or a candidate beside it? */
+function inService(r: IDeploymentRow): boolean {
+  return live(r) || CANDIDATES.includes(r.status);
+}
+
+/** A share as a percentage, at most one decimal: 0.95 is "95%". */
+function pct(share: number): string {
+  return `${num(share * 100, 1)}%`;
+}
+
+/** One variant as people read it: "v3 95%", "v4 5% canary", "v4 shadow". */
+export function variantText(v: IVariant): string {
+  if (v.role === 'shadow' && !v.share) {
+    return `v${v.version} shadow`;
+  }
+  const role = v.role === 'champion' ? '' : ` ${v.role}`;
+  return `v${v.version} ${pct(v.share)}${role}`;
+}
+
+/** Does the routing split or mirror traffic (a candidate beside the champion)? */
+function split(routing: IRouting | undefined): routing is IRouting {
+  return !!routing && routing.variants.some(v => v.role !== 'champion');
 }
 
 /** A number with at most `digits` decimals, no trailing zeros; a dash when there is none. */
@@ -270,14 +332,104 @@ export class DeploymentList extends PanelWithToolbar {
           `${versions.length} version${versions.length === 1 ? '' : 's'}`
         )
       ),
+      this.variantsLine(name, current.routing),
       ...versions.map(r => this.row(r))
+    );
+  }
+
+  /** The variants with their shares, and Promote and Roll back while a candidate is in service. */
+  private variantsLine(
+    name: string,
+    routing: IRouting | undefined
+  ): HTMLElement | null {
+    if (!split(routing)) {
+      return null;
+    }
+    const parts: (HTMLElement | string)[] = [];
+    for (const v of routing.variants) {
+      if (parts.length) {
+        parts.push(' · ');
+      }
+      parts.push(
+        el(
+          'span',
+          {
+            class: 'nbdeploy-variant',
+            'data-version': String(v.version),
+            'data-role': v.role
+          },
+          variantText(v)
+        )
+      );
+    }
+    // an A/B test crowns the variant people pick (nd.promote(name, version=V)); the others move the candidate on
+    const ab = routing.strategy === 'ab';
+    const buttons = routing.actions.flatMap(a =>
+      a === 'promote' && ab
+        ? routing.variants.map(v => this.routeButton(name, a, v.version))
+        : [this.routeButton(name, a)]
+    );
+    return el(
+      'div',
+      {
+        class: 'nbdeploy-variants',
+        'data-strategy': routing.strategy,
+        title: routing.text ?? ''
+      },
+      el('span', { class: 'nbdeploy-variant-list' }, ...parts),
+      el('span', { class: 'nbdeploy-actions' }, ...buttons)
+    );
+  }
+
+  /** Promote the candidate a step (or crown A/B variant `version`), or roll it back, then refresh the list. */
+  private routeButton(
+    name: string,
+    action: RouteAction,
+    version?: number
+  ): HTMLButtonElement {
+    const promote = action === 'promote';
+    const label = !promote
+      ? this.trans.__('Roll back')
+      : version === undefined
+        ? this.trans.__('Promote')
+        : this.trans.__('Promote v%1', String(version));
+    const title = !promote
+      ? this.trans.__('All traffic of %1 back to the champion', name)
+      : version === undefined
+        ? this.trans.__('Move the candidate of %1 on a step', name)
+        : this.trans.__('Make v%1 the champion of %2', String(version), name);
+    const query = version === undefined ? '' : `?version=${version}`;
+    return button(
+      label,
+      {
+        class: `jp-mod-minimal jp-mod-small nbdeploy-route-${action}`,
+        title,
+        ...(version === undefined ? {} : { 'data-version': String(version) })
+      },
+      promote ? fastForwardIcon : historyIcon,
+      async b => {
+        b.disabled = true;
+        this.actionStatus.className = 'nbdeploy-muted';
+        this.actionStatus.textContent = `${label.toLowerCase()} ${name}…`;
+        try {
+          const path = `deployments/${encodeURIComponent(name)}/${action}${query}`;
+          const answer = await requestAPI<IActionAnswer>(path, {
+            method: 'POST'
+          });
+          this.actionStatus.textContent = answer.message;
+        } catch (e) {
+          this.actionStatus.className = 'nbdeploy-error';
+          this.actionStatus.textContent = `${label} ${name} failed: ${(e as Error).message}`;
+        }
+        await this.refresh();
+      }
     );
   }
 
   /** One version: a summary line (always) and its details (when expanded). */
   private row(r: IDeploymentRow): HTMLElement {
     const key = `${r.name}:${r.version}`;
-    const open = this.expanded.get(key) ?? live(r);
+    const open = this.expanded.get(key) ?? inService(r);
     const toggle = button(
       '',
       {
@@ -310,7 +462,7 @@ export class DeploymentList extends PanelWithToolbar {
           'div',
           { class: 'nbdeploy-row-details' },
           el('div', { class: 'nbdeploy-muted' }, `target: ${r.target}`),
-          r.url && live(r) ? urlWithCopy(r.url, this.trans) : null,
+          r.url && inService(r) ? urlWithCopy(r.url, this.trans) : null,
           r.updated_at
             ? el(
                 'div',
@@ -340,7 +492,7 @@ export class DeploymentList extends PanelWithToolbar {
         title: r.detail ?? ''
       },
       summary,
-      live(r) ? healthLine(r, this.trans) : null,
+      inService(r) ? healthLine(r, this.trans) : null,
       details
     );
     return node;

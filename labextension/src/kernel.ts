@@ -37,6 +37,8 @@ export interface IInventory {
   models: IModelInfo[];
   data: IDataInfo[];
   targets: string[];
+  /** How a deploy may go in beside the version in service (blue-green first); absent from older kernels. */
+  strategies?: string[];
   nbdeploy?: string;
   protocol?: IProtocol;
 }
@@ -50,6 +52,10 @@ export interface IDeploySpec {
   y_test: string | null;
   sensitive: string | null;
   force: boolean;
+  /** blue-green (the default), shadow, canary or ab. */
+  strategy?: string | null;
+  /** The candidate's share as typed: 0.1, 10%, or v1=0.5,new=0.5 for an A/B test. */
+  traffic?: string | null;
 }
 
 /** A step of the deploy has started (i is 0-based; n may grow). */

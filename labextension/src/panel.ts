@@ -154,6 +154,13 @@ export class DeployForm extends PanelWithToolbar {
     class: 'jp-mod-styled',
     placeholder: this.options.trans.__('deployment name')
   });
+  readonly strategy = select('nbdeploy-strategy');
+  readonly traffic = el('input', {
+    id: 'nbdeploy-traffic',
+    type: 'text',
+    class: 'jp-mod-styled',
+    placeholder: this.options.trans.__('0.05, or v1=0.5,new=0.5')
+  });
   readonly force = el('input', { id: 'nbdeploy-force', type: 'checkbox' });
   readonly deployButton = button(
     this.options.trans.__('Deploy'),
@@ -212,6 +219,8 @@ export class DeployForm extends PanelWithToolbar {
       field(trans.__('Sensitive'), this.sensitive.node),
       field(trans.__('Name'), this.name),
       field(trans.__('Target'), this.target.node),
+      field(trans.__('Strategy'), this.strategy.node),
+      field(trans.__('Traffic'), this.traffic),
       el(
         'label',
         { class: 'nbdeploy-check' },
@@ -305,6 +314,11 @@ export class DeployForm extends PanelWithToolbar {
       ...inv.data.filter(d => d.ndim === 1).map(describe)
     ]);
     const d = this.options.defaults;
+    const strategies = inv.strategies?.length ? inv.strategies : ['blue-green'];
+    fillSelect(
+      this.strategy.select,
+      strategies.map(t => [t, t] as [string, string])
+    );
     const targets = inv.targets.length ? inv.targets : [d.target];
     fillSelect(
       this.target.select,
@@ -361,7 +375,9 @@ export class DeployForm extends PanelWithToolbar {
       X_test: this.xTest.select.value || null,
       y_test: this.yTest.select.value || null,
       sensitive: this.sensitive.select.value || null,
-      force: this.force.checked
+      force: this.force.checked,
+      strategy: this.strategy.select.value || null,
+      traffic: this.traffic.value.trim() || null
     };
     this.deployButton.disabled = true;
     this.log.textContent = '';
