@@ -20,7 +20,7 @@ from .actions import act
 from .checker import check
 from .deployer import Deployment, deploy, deployments
 from .errors import InputError, NbdeployError, NotFoundError
-from .faces import compare, history_frame, route_act, summary_text, traffic_arg, window_arg
+from .faces import compare, comparison_text, history_frame, route_act, summary_text, traffic_arg, window_arg
 from .monitor import monitor
 from .traffic import history
 
@@ -172,7 +172,7 @@ def _route(a: argparse.Namespace) -> str:
         return _json(out) if a.json else out["message"]
     if a.cmd == "compare":
         c = compare(a.name, window=window_arg(a.window))
-        return _json(c.to_dict()) if a.json else str(c)
+        return _json(c.to_dict()) if a.json else comparison_text(c.to_dict())
     h = history(a.name) if a.json else history_frame(a.name)
     return h.to_json(orient="records", date_format="iso", indent=2) if a.json else h.to_string(index=False)
 

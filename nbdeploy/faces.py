@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESULT_MARK', 'PROTOCOL', 'CANDIDATES', 'JSONResult', 'kernel_models', 'traffic_arg', 'steps_arg', 'strategy_options',
            'deploy_names', 'EventBar', 'panel_deploy', 'panel_report', 'window_arg', 'summary_text', 'routing_text',
-           'routing_actions', 'routing_of', 'route_act', 'compare', 'history_frame']
+           'routing_actions', 'routing_of', 'route_act', 'compare', 'comparison_text', 'history_frame']
 
 # %% ../nbs/71_faces.ipynb #3b2fbea9
 import json
@@ -303,6 +303,19 @@ def compare(name: str, window="1h"):
     "`nd.compare(name, window=)`: the champion against the candidate (imported here when first called)."
     from nbdeploy.compare import compare as _compare
     return _compare(name, window=window)
+
+def comparison_text(d: dict # what `Comparison.to_dict` returns
+                   ) -> str:
+    "A comparison as a few lines of text: the verdict and why, then each version's traffic and metric."
+    head = (f"{d.get('name') or '?'}: {' vs '.join(f'v{v}' for v in d.get('versions') or [])} ({d.get('kind')})"
+            f"{' over ' + str(d['window']) if d.get('window') is not None else ''}: {d.get('verdict')}"
+            + (f", about {_num(d['needed'])} more requests needed" if d.get("needed") else ""))
+    def one(v):
+        m = (f", {d.get('metric')} {_num(v['metric'])} [{_num(v.get('lo'))}, {_num(v.get('hi'))}] on "
+             f"{v['labelled']} labelled rows" if v.get("metric") is not None else "")
+        return (f"  v{v['version']} {v.get('role')}: {v.get('requests')} requests, "
+                f"{_num(100 * (v.get('error_rate') or 0))}% errors, p99 {_num(v.get('p99_ms'))} ms{m}")
+    return "\n".join([head, *([f"  {d['reason']}"] if d.get("reason") else []), *map(one, d.get("variants") or [])])
 
 def history_frame(name: str # deployment name
                  ) -> pd.DataFrame:

@@ -17,8 +17,8 @@ from IPython.display import display
 from .actions import act
 from .deployer import Deployment, deployments
 from .errors import CheckFailed, NbdeployError
-from .faces import (compare, deploy_names, history_frame, route_act, steps_arg, strategy_options, summary_text,
-                            traffic_arg, window_arg)
+from .faces import (compare, comparison_text, deploy_names, history_frame, route_act, steps_arg,
+                            strategy_options, summary_text, traffic_arg, window_arg)
 from .monitor import monitor
 from .progress import in_notebook
 from .widgets import card
@@ -149,7 +149,7 @@ def _run_route(action: str, args: list):
     if action == "compare":
         a = _parse_action(args, action, window=True)
         c = compare(a.name, window=window_arg(a.window))
-        if not in_notebook(): print(c)
+        if not in_notebook(): print(comparison_text(c.to_dict()))
         return c
     return history_frame(_parse_action(args, action).name)
 

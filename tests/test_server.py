@@ -196,7 +196,7 @@ def test_a_live_row_carries_its_health(server, live):
     assert h["drift"] in ("ok", "drifted", None), h
 
 
-def test_a_canary_row_carries_its_routing_and_promote_and_rollback_move_it(server, live):
+def test_a_canary_row_carries_its_routing_and_promote_and_rollback_move_it(server, live, capsys):
     "v2 a 20% canary beside v1: rows carry the variants; POST promote (and the CLI) moves it on, POST rollback ends it."
     url, token = server
     h, name = {"Authorization": f"token {token}"}, live.name
@@ -223,6 +223,10 @@ def test_a_canary_row_carries_its_routing_and_promote_and_rollback_move_it(serve
     assert main(["promote", name, "--traffic", "0.6"]) == 0  # the command line, the same API
     assert nd.routing(name)["shares"] == {str(live.version): 0.4, str(cand.version): 0.6}
     assert main(["promote", "srv-no-such"]) == 2
+    assert main(["compare", name, "--window", "1h"]) == 0  # nd.compare on the captured split, as text
+    out = capsys.readouterr().out
+    assert f"{name}: v{live.version} vs v{cand.version} (split) over 1h: " in out, out
+    assert main(["history", name, "--json"]) == 0 and json.loads(capsys.readouterr().out)[-1]["event"] == "promoted"
 
     r = requests.post(f"{url}/nbdeploy/deployments/{name}/rollback", headers=h, timeout=60)
     assert r.status_code == 200 and r.json()["message"] == f"{name} v{live.version} is back in service", r.text[:500]
