@@ -6,7 +6,7 @@
 __all__ = ['DEFAULT_SLO', 'Decision', 'slo_of', 'judge', 'step_start', 'advance', 'Autopilot', 'autopilot', 'default_metric',
            'promote_if_better']
 
-# %% ../nbs/55_evolve.ipynb #ee4f83b1
+# %% ../nbs/55_evolve.ipynb #0a89c7fe
 import html
 import logging
 import threading
@@ -28,7 +28,7 @@ from .packager import package
 
 _log = logging.getLogger("nbdeploy.evolve")
 
-# %% ../nbs/55_evolve.ipynb #b20c35e7
+# %% ../nbs/55_evolve.ipynb #fbbeab0d
 @dataclass
 class Decision:
     "What the evidence says to do with a candidate, why, and the evidence itself."
@@ -58,7 +58,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else: out[f"{prefix}{k}"] = v
     return out
 
-# %% ../nbs/55_evolve.ipynb #fde04909
+# %% ../nbs/55_evolve.ipynb #e027a37e
 DEFAULT_SLO = {"alpha": 0.05, "confidence": 0.95, "p99_slack_ms": 5.0, "p99_slack": 0.25, "min_requests": 200}
 
 def slo_of(slo: dict | None = None, # overrides of `DEFAULT_SLO`
@@ -72,7 +72,7 @@ def slo_of(slo: dict | None = None, # overrides of `DEFAULT_SLO`
     if min_requests is not None: out["min_requests"] = int(min_requests)
     return out
 
-# %% ../nbs/55_evolve.ipynb #04f403ae
+# %% ../nbs/55_evolve.ipynb #71d2af58
 def _side(req: pd.DataFrame) -> dict:
     "Requests, errors (5xx or no answer), error rate and p99 latency of one version's captured requests."
     status = req.status.astype("Float64").fillna(200).to_numpy(float) if len(req) else np.array([])
@@ -109,7 +109,7 @@ def judge(champion: pd.DataFrame, # the champion's captured requests over the st
                        f"{a['error_rate']:.2%}, p = {test['p_value']:.2g}), p99 difference {span} within "
                        f"{slack:.1f} ms"), ev
 
-# %% ../nbs/55_evolve.ipynb #840cf76f
+# %% ../nbs/55_evolve.ipynb #232db783
 _STEP_EVENTS = ("deployed", "shadow", "canary", "ab", "promoted")  # routing changes that start a step
 
 def step_start(name: str) -> float | None:
@@ -148,7 +148,7 @@ def advance(name: str, # the deployment whose candidate is evaluated
         with ledger.lease(name, "rollback"): retire_candidates(name, evidence=d.to_dict())
     return d
 
-# %% ../nbs/55_evolve.ipynb #d911ecf7
+# %% ../nbs/55_evolve.ipynb #b3e86461
 class Autopilot:
     "A daemon thread calling `advance(name)` until the candidate is crowned or rolled back; `.stop()` ends it."
     def __init__(self, name: str, every: float = 5.0, min_requests: int | None = None, slo: dict | None = None,
@@ -208,7 +208,7 @@ def autopilot(name: str, # the deployment whose candidate is driven
     p.thread.start()
     return p
 
-# %% ../nbs/55_evolve.ipynb #4e72a7e1
+# %% ../nbs/55_evolve.ipynb #fcd19b3f
 _PROBA_METRICS = ("roc_auc", "log_loss", "brier")  # the metrics of `nbdeploy.compare` that score probabilities
 
 def default_metric(model, classes: list) -> str:
@@ -229,7 +229,7 @@ def _outputs(champion: Deployment, model, X, metric, classes: list) -> tuple:
     pa = champion.predict_proba(X)
     return np.column_stack([_column(pa, champion.classes_, c) for c in classes]), np.asarray(model.predict_proba(X))
 
-# %% ../nbs/55_evolve.ipynb #bab47ae1
+# %% ../nbs/55_evolve.ipynb #e62f29ac
 def _gain(metric, y, a, b, classes: list, confidence: float, n_boot: int, seed: int) -> dict:
     "The paired bootstrap of candidate (`b`) minus champion (`a`) on `metric` (`compare.paired_bootstrap`)."
     from nbdeploy.compare import _score, _scorer, paired_bootstrap
@@ -266,7 +266,7 @@ def _record_decision(d: Decision, version: int | None) -> Decision:
     ledger.route(d.name, routing, "decision", d.version or version, d.to_dict())
     return d
 
-# %% ../nbs/55_evolve.ipynb #eb4a4ab6
+# %% ../nbs/55_evolve.ipynb #09113ac3
 def promote_if_better(candidate, # a fitted model: the retrained candidate
                       name: str, # the deployment whose champion it must beat
                       X_holdout, # holdout rows neither model was fitted on
