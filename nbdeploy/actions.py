@@ -24,7 +24,7 @@ def actions_for(row: dict, # a ledger row (`ledger.rows`, or a record of `deploy
                 status: str | None = None, # its live status where it was checked (`Deployment.status`)
                ) -> list[str]:
     "The actions that apply to one version: a subset of stop, rollback and logs, in that order."
-    in_service, acts = row["status"] == "serving", []
+    in_service, acts = row["status"] in ledger.IN_SERVICE, []  # a champion, or a candidate beside it
     if in_service: acts.append("stop")
     elif row["status"] != "starting" and ledger.was_deployed(row["name"], row["version"]): acts.append("rollback")
     t = TARGETS.get(row["target"])
@@ -33,8 +33,12 @@ def actions_for(row: dict, # a ledger row (`ledger.rows`, or a record of `deploy
 
 # %% ../nbs/46_actions.ipynb #591c0156
 def _stop(name: str, version: int | None) -> dict:
-    if version is not None and deployment(name, version).row["status"] != "serving":
-        raise InputError(f"{name} v{version} is not in service; only the version in service can be stopped")
+    dep = deployment(name, version) if version is not None else None
+    if dep is not None and dep.row["status"] not in ledger.IN_SERVICE:
+        raise InputError(f"{name} v{version} is not in service; only a version in service can be stopped")
+    if dep is not None and dep.row["status"] != "serving":  # a candidate: its traffic goes back, the champion stays
+        dep.stop()
+        return {"name": name, "action": "stop", "message": f"stopped {name} v{version}; the champion answers"}
     stop(name)
     return {"name": name, "action": "stop", "message": f"stopped {name}"}
 
