@@ -423,6 +423,7 @@ class Comparison:
         self.confusion = self.joined = None  # paired only
         self.variants = [self._variant(i) for i in range(len(versions))]
         self.paired = self._paired() if kind == "paired" else None
+        self.replay = None  # a replay's own figures (requests, rate, identical answers): set by `nbdeploy.replay`
         self.comparisons = [self._against(i) for i in range(1, len(versions))]
 
     @classmethod
@@ -650,7 +651,7 @@ def to_dict(self: Comparison) -> dict:
                        "higher_is_better": self.higher_is_better, "confidence": self.confidence,
                        "min_gain": self.min_gain, "variants": self.variants, "paired": self.paired,
                        "confusion": conf, "comparisons": cmp, "verdict": self.verdict, "needed": self.needed,
-                       "reason": self.reason})
+                       "reason": self.reason, "replay": self.replay})
 
 # %% ../nbs/53_compare.ipynb #e3945528
 _HTML_BUDGET = 1_000_000

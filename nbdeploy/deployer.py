@@ -637,6 +637,9 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
     "Put a model or Bento in service on `target` as `name`'s next version; the previous one serves until it is healthy."
     t = get_target(target)
     if strategy not in STRATEGIES: raise InputError(f"strategy={strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if slo is not None:
+        from nbdeploy.evolve import slo_of
+        slo = slo_of(slo)  # unknown service levels are refused before anything runs
     plan = dict(traffic=traffic, steps=steps, sticky=sticky, auto=auto, slo=slo)
     if name is not None: check_name(name); t.check_name(name)
     settings = _capture_settings(capture, redact)

@@ -161,7 +161,8 @@ class Autopilot:
         "Evaluate, act, wait; until there is nothing left to decide."
         failures = 0
         while not self.stopping.is_set():
-            try: d = advance(self.name, self.min_requests, self.slo, self.api_key)
+            holding = bool(self.decisions) and self.decisions[-1].action == "hold"
+            try: d = advance(self.name, self.min_requests, self.slo, self.api_key, record=not holding)  # a hold once
             except Exception as e:
                 failures, self.error = failures + 1, e
                 _log.warning("autopilot of %s: %s: %s", self.name, type(e).__name__, e)
