@@ -629,7 +629,7 @@ def deploy(model_or_bento, # a fitted model, a `bentoml.Bento`, or a Bento tag
            strategy: str = "blue-green", # "blue-green" (all at once, health-gated), "shadow", "canary" or "ab"
            traffic=None, # canary: the candidate's first share (default steps[0]); ab: {"v1": 0.5, "new": 0.5}
            steps=(0.05, 0.25, 0.5, 1.0), # a canary's shares, one `nd.promote` each
-           sticky: str | None = None, # what a split hashes: None (each request), "client", "header:X-User", "cookie:uid"
+           sticky: str | None = None, # what a split hashes: None (the request), "client", "header:X-User", "cookie:uid"
            auto: bool = False, # a canary moves on (or rolls back) by itself as its evidence comes in
            slo: dict | None = None, # the autopilot's service levels (see `nbdeploy.evolve`)
            **check_kwargs, # passed to `nd.check` (sensitive=, thresholds=, ...)

@@ -22,7 +22,7 @@ from sklearn.base import is_classifier
 from . import ledger
 from .capture import frames
 from .deployer import Deployment, _spec, alone, deploy, get_target, retire_candidates
-from .errors import DeployError, InputError, NotFoundError
+from .errors import InputError, NotFoundError
 from .monitor import _cells, _json_safe, _seconds
 from .packager import package
 

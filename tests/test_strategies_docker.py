@@ -1,6 +1,5 @@
 """Canary and shadow on the docker target (issue 16, "Done when": local and docker, with real servers): the
 endpoint's nginx containers split and mirror between version containers; captures land through each one's mount."""
-import pytest
 import requests
 
 import nbdeploy as nd
