@@ -81,7 +81,8 @@ def paced(url, body, rate: float, seconds: float, workers: int = 8) -> dict:
         lat.append(1000 * (time.perf_counter() - start)); failed[0] += not ok
     with ThreadPoolExecutor(workers) as ex: list(ex.map(one, range(n)))
     lat.sort()
-    return {"rate": rate, "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(0.99 * len(lat))], "errors": failed[0]}
+    return {"rps": n / (time.perf_counter() - t0), "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(0.99 * len(lat))],
+            "errors": failed[0]}
 
 
 class Clients:
@@ -149,11 +150,11 @@ def main(seconds=10, rounds=2, clients=16, n_requests=10_000, users=500, rate=10
         ids = [f"split-{uuid.uuid4().hex}" for _ in range(n_requests)]
         t0 = time.time()
         failed = send(predict, body, ids)
-        rate = n_requests / (time.time() - t0)
+        split_rate = n_requests / (time.time() - t0)
         who = settle(nd, [champion.version, canary.version], ids)
         share = sum(v == canary.version for v in who.values()) / n_requests
         out["split"] = {"target": 0.10, "share": share, "requests": n_requests, "failed": failed,
-                        "uncaptured": sum(v is None for v in who.values()), "rate": rate}
+                        "uncaptured": sum(v is None for v in who.values()), "rate": split_rate}
         nd.rollback(NAME)
 
         # 3. stickiness: each user's requests meet one variant
