@@ -149,16 +149,7 @@ def assert_actions_as_the_api_says(page, lab) -> None:
 
 
 def test_deploy_rollback_stop_from_the_sidebar(lab, page):
-    url, token = lab
-    page.goto(f"{url}/lab/tree/model.ipynb?token={token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('nbdeploy:open')",
-                           timeout=60_000)
-    page.wait_for_function(
-        "() => window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
-        timeout=90_000)
-    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-    page.wait_for_selector(".jp-OutputArea-output:has-text('fitted LogisticRegression')", timeout=90_000)
+    open_notebook(page, lab)
     shot(page, "0-notebook")
 
     # the command palette's command opens the panel, built from JupyterLab's own widgets
