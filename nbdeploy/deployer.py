@@ -516,7 +516,7 @@ def _ab_shares(traffic, # {"v3": 0.5, "new": 0.5}, or None for equal shares
         raise InputError(f"traffic= must give each variant a share, summing to 1: {names} and 'new'; got {traffic!r}")
     return got
 
-# %% ../nbs/42_deployer.ipynb #d85231ce
+# %% ../nbs/42_deployer.ipynb #1c21e6cc
 DEFAULT_SLO = {"alpha": 0.05, "confidence": 0.95, "p99_slack_ms": 5.0, "p99_slack": 0.25, "min_requests": 200}
 
 def slo_of(slo: dict | None = None, # overrides of `DEFAULT_SLO`
