@@ -781,7 +781,8 @@ def retire_candidates(name: str, # a deployment name whose lease the caller hold
 
 def _without(name: str, row: dict) -> None:
     "Take candidate `row` out of `name`'s routing, its share spread over the rest in proportion."
-    routing, serving = ledger.routing(name), {r["version"]: r for r in ledger.in_service(name) if r != row}
+    routing = ledger.routing(name)
+    serving = {r["version"]: r for r in ledger.in_service(name) if r["version"] != row["version"]}
     split = {v: s for v, s in ledger.shares(routing).items() if v in serving}
     total = sum(split.values()) or 1.0
     left = {**routing, "shares": {str(v): round(s / total, 6) for v, s in split.items()},
